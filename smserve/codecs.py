@@ -1,0 +1,261 @@
+"""Default codecs (spec core §8, §9): request bodies to numpy values and back, never through pickle."""
+
+from __future__ import annotations
+
+import codecs as _stdlib_codecs
+import io
+import json
+import math
+import zipfile
+from typing import Any
+
+import numpy as np
+import orjson
+
+from .errors import BadRequest, EncodeError, PickleRejected, UnsupportedFormatError, UnsupportedMediaType
+
+JSON = "application/json"
+CSV = "text/csv"
+NPY = "application/x-npy"
+NPZ = "application/x-npz"
+JSONLINES = "application/jsonlines"
+OCTET_STREAM = "application/octet-stream"
+ANY = "*/*"
+TEXT_TYPES = (JSON, CSV)  # delivered to input_fn as str (spec core §8)
+ALIASES = {"application/x-jsonlines": JSONLINES}
+
+
+def media_type(header: str | None) -> tuple[str, dict[str, str]]:
+    """Split a Content-Type value into the lower-case bare type (aliases resolved) and its parameters."""
+    if not header:
+        return "", {}
+    bare, _, rest = header.partition(";")
+    params = {}
+    for item in rest.split(";"):
+        key, sep, value = item.partition("=")
+        if sep:
+            params[key.strip().lower()] = value.strip().strip('"')
+    bare = bare.strip().lower()
+    return ALIASES.get(bare, bare), params
+
+
+def body_for_input_fn(body: bytes, content_type: str | None) -> bytes | str:
+    """JSON and CSV bodies reach input_fn as text decoded with their charset; everything else as bytes."""
+    bare, params = media_type(content_type)
+    if bare not in TEXT_TYPES:
+        return body
+    charset = params.get("charset", "utf-8")
+    try:
+        _stdlib_codecs.lookup(charset)
+    except LookupError:
+        raise UnsupportedMediaType(f"unknown charset {charset!r} in Content-Type {content_type!r}") from None
+    try:
+        text = body.decode(charset)
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"request body is not valid {charset}: {exc}") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+# ---------------------------------------------------------------- decode
+
+def _as_text(body: bytes | str) -> str:
+    if isinstance(body, str):
+        return body
+    try:
+        text = bytes(body).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"request body is not valid UTF-8: {exc}") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _array(value: Any, what: str) -> np.ndarray:
+    try:
+        return np.array(value)
+    except ValueError as exc:  # ragged nested lists
+        raise BadRequest(f"{what} does not form a rectangular array: {exc}") from None
+
+
+def parse_json(text: str) -> Any:
+    """orjson when it accepts the text, else the standard library (NaN, huge ints, lone surrogates)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})") from None
+    except RecursionError:
+        raise BadRequest("invalid JSON: nesting too deep") from None
+
+
+def decode_json(body: bytes | str) -> np.ndarray:
+    text = _as_text(body)
+    if not text.strip():
+        raise BadRequest("empty request body; application/json needs a JSON document")
+    return _array(parse_json(text), "JSON body")
+
+
+def decode_jsonlines(body: bytes | str) -> np.ndarray:
+    lines = [line for line in _as_text(body).splitlines() if line.strip()]
+    if not lines:
+        raise BadRequest("empty request body; application/jsonlines needs one JSON value per line")
+    return _array([parse_json(line) for line in lines], "JSON Lines body")
+
+
+def decode_csv(body: bytes | str) -> np.ndarray:
+    text = _as_text(body)
+    if not text.strip():
+        raise BadRequest("empty request body; text/csv needs at least one row")
+    import warnings
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.genfromtxt(io.StringIO(text), dtype=None, delimiter=",")
+    except ValueError as exc:
+        raise BadRequest(f"CSV rows have different numbers of columns: {exc}") from None
+
+
+def _check_npy_header(stream: io.BytesIO) -> None:
+    start = stream.tell()
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            _, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            _, _, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            _, _, dtype = np.lib.format._read_array_header(stream, version)  # 3.0: utf-8 header
+    except ValueError as exc:
+        raise BadRequest(f"malformed NPY data: {exc}") from None
+    if dtype.hasobject:
+        raise PickleRejected("pickled (object dtype) NPY data is never accepted; send a numeric array")
+    stream.seek(start)
+
+
+def decode_npy(body: bytes | str) -> np.ndarray:
+    if isinstance(body, str):
+        body = body.encode("latin-1")
+    stream = io.BytesIO(body)
+    _check_npy_header(stream)
+    try:
+        return np.load(stream, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:
+        raise BadRequest(f"malformed or truncated NPY data: {exc}") from None
+
+
+def decode_npz(body: bytes | str) -> Any:
+    if isinstance(body, str):
+        body = body.encode("latin-1")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(body))
+        members = [name[:-4] if name.endswith(".npy") else name for name in archive.namelist()]
+        for name in archive.namelist():
+            with archive.open(name) as member:
+                _check_npy_header(io.BytesIO(member.read(4096)))
+    except zipfile.BadZipFile as exc:
+        raise BadRequest(f"malformed NPZ data: {exc}") from None
+    try:
+        if "format" in members and {"data", "shape"} <= set(members):
+            import scipy.sparse
+            return scipy.sparse.load_npz(io.BytesIO(body))
+        with np.load(io.BytesIO(body), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except (ValueError, EOFError, OSError, KeyError) as exc:
+        raise BadRequest(f"malformed NPZ data: {exc}") from None
+
+
+DECODERS = {JSON: decode_json, CSV: decode_csv, NPY: decode_npy, NPZ: decode_npz, JSONLINES: decode_jsonlines}
+
+
+def decode(body: bytes | str, content_type: str | None) -> Any:
+    bare, _ = media_type(content_type)
+    decoder = DECODERS.get(bare)
+    if decoder is None:
+        raise UnsupportedFormatError(content_type or "(none)",
+                                     f"Content-Type {content_type or '(missing)'} is not supported by the default "
+                                     f"input_fn; send one of {', '.join(DECODERS)} or provide input_fn")
+    return decoder(body)
+
+
+# ---------------------------------------------------------------- encode
+
+def _tolist(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _has_nonfinite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return any(_has_nonfinite(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nonfinite(v) for v in value.values())
+    return False
+
+
+def encode_json(value: Any) -> bytes:
+    """json.dumps(x, default=tolist) semantics: float32 prints as its float64 value, NaN as the bare token."""
+    if isinstance(value, np.ndarray) or isinstance(value, np.generic):
+        value = value.tolist()
+    try:
+        text = orjson.dumps(value, default=_tolist)
+        if b"null" not in text or not _has_nonfinite(value):
+            return text
+    except (TypeError, orjson.JSONEncodeError):
+        pass  # NaN, big ints or exotic types: the standard library decides
+    try:
+        return json.dumps(value, default=_tolist, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise EncodeError(f"prediction cannot be encoded as JSON: {exc}") from None
+
+
+def encode_jsonlines(value: Any) -> bytes:
+    if isinstance(value, np.ndarray):
+        rows = list(value) if value.ndim else [value]
+    elif isinstance(value, (list, tuple)):
+        rows = list(value)
+    else:
+        rows = [value]
+    return b"".join(encode_json(row) + b"\n" for row in rows)
+
+
+def _numeric(value: Any, what: str) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except ValueError as exc:
+        raise EncodeError(f"prediction cannot be encoded as {what}: {exc}") from None
+    if array.dtype.hasobject:
+        raise EncodeError(f"prediction of shape {array.shape} holds objects (ragged or mixed data); "
+                          f"{what} needs a rectangular array")
+    return array
+
+
+def encode_csv(value: Any) -> bytes:
+    array = _numeric(value, "CSV")
+    if array.ndim > 2:
+        raise EncodeError(f"prediction of shape {array.shape} cannot be written as CSV (at most 2 dimensions)")
+    if array.ndim == 0:
+        return f"{array[()]}\n".encode()
+    out = io.StringIO()
+    np.savetxt(out, array, delimiter=",", fmt="%s")
+    return out.getvalue().encode()
+
+
+def encode_npy(value: Any) -> bytes:
+    array = _numeric(value, "NPY")
+    out = io.BytesIO()
+    np.save(out, array, allow_pickle=False)
+    return out.getvalue()
+
+
+ENCODERS = {JSON: encode_json, CSV: encode_csv, NPY: encode_npy, JSONLINES: encode_jsonlines}
+
+
+def encode(value: Any, content_type: str) -> bytes:
+    encoder = ENCODERS.get(media_type(content_type)[0])
+    if encoder is None:
+        raise UnsupportedFormatError(content_type)
+    return encoder(value)

@@ -1,0 +1,308 @@
+"""The one place that reads environment variables (spec core §12).
+
+Everything else receives a frozen `Settings`. Invalid values raise `ConfigError`, which the CLI
+turns into exit status 2 with one line naming the variable, the value and the accepted forms.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import ConfigError
+
+TRUE_WORDS = {"true", "1", "yes"}
+FALSE_WORDS = {"false", "0", "no"}
+BOOL_FORMS = "true/false, 1/0, yes/no"
+
+DEFAULT_PAYLOAD_BYTES = 6_553_500
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_BATCH_TIMEOUT = 600.0
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+# ---------------------------------------------------------------- parsers
+
+def parse_bool(name: str, value: str) -> bool:
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(name, value, BOOL_FORMS)
+
+
+def parse_int(name: str, value: str, minimum: int = 0) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ConfigError(name, value, f"an integer >= {minimum}") from None
+    if number < minimum:
+        raise ConfigError(name, value, f"an integer >= {minimum}")
+    return number
+
+
+def parse_seconds(name: str, value: str) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ConfigError(name, value, "a positive number of seconds (fractions allowed)") from None
+    if not number > 0 or number != number or number == float("inf"):
+        raise ConfigError(name, value, "a positive number of seconds (fractions allowed)")
+    return number
+
+
+def parse_port(name: str, value: str) -> int:
+    port = parse_int(name, value, 1)
+    if port > 65535:
+        raise ConfigError(name, value, "a port number 1-65535")
+    return port
+
+
+def parse_port_range(name: str, value: str) -> tuple[int, int]:
+    accepted = "lo-hi with 1 <= lo <= hi <= 65535 (also lo:hi)"
+    parts = value.replace(":", "-").split("-")
+    try:
+        low, high = (int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(name, value, accepted) from None
+    if not 1 <= low <= high <= 65535:
+        raise ConfigError(name, value, accepted)
+    return low, high
+
+
+def parse_choice(name: str, value: str, choices: tuple[str, ...], lower: bool = True) -> str:
+    word = value.strip().lower() if lower else value.strip().upper()
+    if word not in choices:
+        raise ConfigError(name, value, " or ".join(choices))
+    return word
+
+
+# ---------------------------------------------------------------- family variables
+
+@dataclass(frozen=True)
+class FamilyOption:
+    """A family-specific variable (e.g. SMSERVE_TORCH_COMPILE), declared by the family, read here."""
+
+    variable: str
+    parse: Callable[[str, str], Any]
+    default: Any
+    doc: str
+
+
+@dataclass(frozen=True)
+class FamilyEnv:
+    """What a family declares about its environment; config.py does the reading."""
+
+    legacy_prefix: str  # "TS" (TorchServe) or "MMS": prefix of the payload/timeout/worker aliases
+    worker_vars: tuple[str, ...] = ()  # family worker-count variables, after SAGEMAKER_MODEL_SERVER_WORKERS and aliases
+    timeout_vars: tuple[str, ...] = ()  # family deadline variables, after SAGEMAKER_MODEL_SERVER_TIMEOUT*
+    informational_vars: tuple[str, ...] = ()  # accepted and logged, no effect
+    options: tuple[FamilyOption, ...] = ()
+
+
+# ---------------------------------------------------------------- settings
+
+@dataclass(frozen=True)
+class Sourced:
+    """A value plus where it came from, for the startup summary ("workers=2 (SAGEMAKER_MODEL_SERVER_WORKERS)")."""
+
+    value: Any
+    source: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    family: str
+    variant: str
+    port: int
+    safe_port_range: tuple[int, int] | None
+    base_dir: Path
+    model_dir: Path
+    multi_model: bool
+    program: str
+    program_explicit: bool
+    submit_directory: str | None
+    log_level: int
+    log_format: str
+    access_log: bool
+    log_ping: bool
+    debug: bool
+    metrics: bool
+    workers: Sourced | None  # None: derive from CPUs/GPUs (spec core §15)
+    worker_threads: int
+    max_queue: int
+    request_timeout: Sourced
+    hung_grace: float
+    startup_timeout: float
+    graceful_timeout: float
+    max_request_bytes: Sourced
+    response_max_bytes: int
+    default_accept: str
+    batch: bool
+    batch_strategy: str | None
+    max_concurrent_transforms: int | None
+    max_payload_mb: int | None
+    skip_requirements: bool
+    model_load_retries: int
+    gpu_pinning: bool
+    ca_repository_arn: str | None
+    cuda_visible_devices: str | None
+    user_thread_vars: frozenset[str]  # OMP/MKL/OPENBLAS variables the user set (respected)
+    notices: tuple[tuple[int, str], ...] = ()  # (log level, text) about accepted-but-ignored variables
+    family_options: Mapping[str, Any] = field(default_factory=dict)
+    region: str | None = None
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _first(env: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, str] | None:
+    for name in names:
+        value = env.get(name)
+        if value is not None and value.strip() != "":
+            return name, value
+    return None
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = None,
+                  model_dir: str | None = None, port: int | None = None) -> Settings:
+    """Read and validate every variable; CLI options (model_dir, port, family) win over the environment."""
+    from .families import get_family  # families declare their variables; importing them imports no framework
+
+    env = dict(os.environ if env is None else env)
+    family_name = family or env.get("SMSERVE_FAMILY", "pytorch")
+    fam = get_family(family_name)
+    fenv: FamilyEnv = fam.env
+    prefix = fenv.legacy_prefix
+    notices: list[tuple[int, str]] = []
+
+    def boolean(name: str, default: bool) -> bool:
+        value = env.get(name)
+        return default if value is None or value.strip() == "" else parse_bool(name, value)
+
+    def integer(name: str, default: int, minimum: int = 0) -> int:
+        value = env.get(name)
+        return default if value is None or value.strip() == "" else parse_int(name, value, minimum)
+
+    def seconds(name: str, default: float) -> float:
+        value = env.get(name)
+        return default if value is None or value.strip() == "" else parse_seconds(name, value)
+
+    multi_value = env.get("SAGEMAKER_MULTI_MODEL", "false")
+    multi_model = parse_choice("SAGEMAKER_MULTI_MODEL", multi_value, ("true", "false")) == "true"
+
+    if port is None:
+        port = parse_port("SAGEMAKER_BIND_TO_PORT", env.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+    safe_range = env.get("SAGEMAKER_SAFE_PORT_RANGE")
+    safe_port_range = parse_port_range("SAGEMAKER_SAFE_PORT_RANGE", safe_range) if safe_range else None
+
+    base_dir = Path(env.get("SAGEMAKER_BASE_DIR") or "/opt/ml")
+    resolved_model_dir = Path(model_dir) if model_dir else base_dir / "model"
+
+    program_raw = env.get("SAGEMAKER_PROGRAM")
+    program_explicit = bool(program_raw and program_raw.strip())
+    program = program_raw.strip() if program_explicit else "inference.py"
+
+    if env.get("SMSERVE_LOG_LEVEL"):
+        level_name = parse_choice("SMSERVE_LOG_LEVEL", env["SMSERVE_LOG_LEVEL"], LOG_LEVELS, lower=False)
+        log_level = logging.getLevelName(level_name)
+    elif env.get("SAGEMAKER_CONTAINER_LOG_LEVEL"):
+        log_level = parse_int("SAGEMAKER_CONTAINER_LOG_LEVEL", env["SAGEMAKER_CONTAINER_LOG_LEVEL"], 0)
+    else:
+        log_level = logging.INFO
+    log_format = parse_choice("SMSERVE_LOG_FORMAT", env.get("SMSERVE_LOG_FORMAT", "text"), ("text", "json"))
+
+    workers_hit = _first(env, ("SAGEMAKER_MODEL_SERVER_WORKERS", f"{prefix}_DEFAULT_WORKERS_PER_MODEL", *fenv.worker_vars))
+    workers = Sourced(parse_int(workers_hit[0], workers_hit[1], 1), workers_hit[0]) if workers_hit else None
+
+    batch = boolean("SAGEMAKER_BATCH", False)
+    timeout_hit = _first(env, ("SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS", "SAGEMAKER_MODEL_SERVER_TIMEOUT",
+                               f"{prefix}_DEFAULT_RESPONSE_TIMEOUT", *fenv.timeout_vars))
+    if timeout_hit:
+        request_timeout = Sourced(parse_seconds(*timeout_hit), timeout_hit[0])
+    elif batch:
+        request_timeout = Sourced(DEFAULT_BATCH_TIMEOUT, "default for SAGEMAKER_BATCH")
+    else:
+        request_timeout = Sourced(DEFAULT_TIMEOUT, "default")
+
+    max_payload_mb = None
+    if env.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", "").strip():
+        max_payload_mb = parse_int("SAGEMAKER_MAX_PAYLOAD_IN_MB", env["SAGEMAKER_MAX_PAYLOAD_IN_MB"], 1)
+        max_request = Sourced(max_payload_mb * 1_048_576, "SAGEMAKER_MAX_PAYLOAD_IN_MB")
+    else:
+        hit = _first(env, (f"{prefix}_MAX_REQUEST_SIZE",))
+        max_request = (Sourced(parse_int(hit[0], hit[1], 1), hit[0]) if hit
+                       else Sourced(DEFAULT_PAYLOAD_BYTES, "default; set SAGEMAKER_MAX_PAYLOAD_IN_MB to raise it"))
+
+    response_hit = _first(env, ("SMSERVE_RESPONSE_MAX_BYTES", f"{prefix}_MAX_RESPONSE_SIZE"))
+    response_max = parse_int(response_hit[0], response_hit[1], 0) if response_hit else 0
+
+    graceful = seconds("SMSERVE_GRACEFUL_TIMEOUT", 25.0)
+    if graceful >= 30:
+        raise ConfigError("SMSERVE_GRACEFUL_TIMEOUT", env["SMSERVE_GRACEFUL_TIMEOUT"],
+                          "seconds below 30 (the platform sends SIGKILL 30 s after SIGTERM)")
+
+    strategy = env.get("SAGEMAKER_BATCH_STRATEGY")
+    if strategy:
+        strategy = parse_choice("SAGEMAKER_BATCH_STRATEGY", strategy, ("SINGLE_RECORD", "MULTI_RECORD"), lower=False)
+    concurrent = env.get("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS")
+
+    if env.get("SAGEMAKER_MODEL_SERVER_VMARGS"):
+        notices.append((logging.INFO, "SAGEMAKER_MODEL_SERVER_VMARGS is ignored: smserve runs no JVM"))
+    if env.get("SAGEMAKER_INFERENCE_ACCELERATOR_PRESENT", "").strip().lower() in TRUE_WORDS:
+        notices.append((logging.WARNING, "SAGEMAKER_INFERENCE_ACCELERATOR_PRESENT=true: Elastic Inference is "
+                                         "retired and not supported; serving on the normal device"))
+    for name in fenv.informational_vars:
+        if env.get(name):
+            notices.append((logging.INFO, f"{name}={env[name]} accepted; it does not change how smserve serves"))
+
+    family_options = {}
+    for option in fenv.options:
+        raw = env.get(option.variable)
+        family_options[option.variable] = option.default if raw is None or raw == "" else option.parse(option.variable, raw)
+
+    return Settings(
+        family=fam.name,
+        variant=env.get("SMSERVE_VARIANT", "cpu"),
+        port=port,
+        safe_port_range=safe_port_range,
+        base_dir=base_dir,
+        model_dir=resolved_model_dir,
+        multi_model=multi_model,
+        program=program,
+        program_explicit=program_explicit,
+        submit_directory=env.get("SAGEMAKER_SUBMIT_DIRECTORY") or None,
+        log_level=log_level,
+        log_format=log_format,
+        access_log=boolean("SMSERVE_ACCESS_LOG", True),
+        log_ping=boolean("SMSERVE_LOG_PING", False),
+        debug=boolean("SMSERVE_DEBUG", False),
+        metrics=boolean("SMSERVE_METRICS", True),
+        workers=workers,
+        worker_threads=integer("SMSERVE_WORKER_THREADS", 1, 1),
+        max_queue=integer("SMSERVE_MAX_QUEUE", 100, 0),
+        request_timeout=request_timeout,
+        hung_grace=seconds("SMSERVE_HUNG_GRACE", 30.0),
+        startup_timeout=seconds("SAGEMAKER_STARTUP_TIMEOUT", 600.0),
+        graceful_timeout=graceful,
+        max_request_bytes=max_request,
+        response_max_bytes=response_max,
+        default_accept=(env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json").strip(),
+        batch=batch,
+        batch_strategy=strategy,
+        max_concurrent_transforms=parse_int("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", concurrent, 1) if concurrent else None,
+        max_payload_mb=max_payload_mb,
+        skip_requirements=boolean("SMSERVE_SKIP_REQUIREMENTS", False),
+        model_load_retries=integer("SMSERVE_MODEL_LOAD_RETRIES", 0, 0),
+        gpu_pinning=boolean("SMSERVE_GPU_PINNING", True),
+        ca_repository_arn=env.get("CA_REPOSITORY_ARN") or None,
+        cuda_visible_devices=env.get("CUDA_VISIBLE_DEVICES"),
+        user_thread_vars=frozenset(name for name in THREAD_VARS if env.get(name)),
+        notices=tuple(notices),
+        family_options=family_options,
+        region=env.get("SAGEMAKER_REGION") or env.get("AWS_REGION") or None,
+    )

@@ -1,0 +1,58 @@
+"""The plug-in boundary: what a framework family supplies to the serving core.
+
+A family declares its environment variables, layout expectations and context rule (data, read by the
+supervisor without importing the framework), and builds the per-worker handler (code, run in a worker
+after GPU visibility and thread variables are set). Hook-function families (PyTorch, MXNet, Neo
+framework style) build a `pipeline.ScriptHandler` from their defaults; TF Serving and DLR families
+return their own handler with the same `load()` / `invoke()` shape.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from types import ModuleType
+from typing import Any, Callable, Protocol
+
+from ..config import FamilyEnv, Settings
+from ..context import InferenceRequest, InferenceResult, WorkerInfo
+from ..hooks import CONTEXT_BY_ARITY, UserHooks
+
+
+class Handler(Protocol):
+    def load(self) -> None: ...
+    def invoke(self, request: InferenceRequest) -> InferenceResult: ...
+
+
+class Family:
+    name: str = ""
+    display_name: str = ""
+    framework_distribution: str = ""  # distribution whose version the summary and labels report
+    env: FamilyEnv
+    context_rule: str = CONTEXT_BY_ARITY
+    descend_single_directory: bool = True
+    expected_files: str = ""  # for "model dir empty" and missing-file errors
+    requirement_constraints: tuple[str, ...] = ()  # pins kept during user requirements installs
+    constraint_reason: str = ""
+    thread_env: tuple[tuple[str, str], ...] = ()  # extra per-worker variables set unless the user set them
+    footprint_mb: int = 100  # memory per worker before the model, for the worker-count memory cap
+
+    def framework_version(self) -> str:
+        try:
+            return metadata.version(self.framework_distribution)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    # ---- worker side: may import the framework
+    def configure_threads(self, threads: int) -> None:
+        """Apply the framework's own thread setting after OMP/MKL/OPENBLAS variables are exported."""
+
+    def create_handler(self, settings: Settings, worker: WorkerInfo, module: ModuleType | None,
+                       observe: Callable[[str, float], None], metrics_sink: Callable,
+                       warn: Callable[[str], None]) -> Handler:
+        from ..pipeline import ScriptHandler
+
+        return ScriptHandler(self.defaults(settings, worker), UserHooks.from_module(module), worker,
+                             context_rule=self.context_rule, observe=observe, metrics_sink=metrics_sink, warn=warn)
+
+    def defaults(self, settings: Settings, worker: WorkerInfo) -> Any:
+        raise NotImplementedError

@@ -1,0 +1,157 @@
+"""The model_fn/input_fn/predict_fn/output_fn (or transform_fn) pipeline shared by the PyTorch, MXNet
+and Neo framework-style families (spec core §7). A family only supplies its defaults.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Protocol
+
+from . import codecs
+from .context import Context, InferenceRequest, InferenceResult, WorkerInfo, response_headers
+from .errors import (STAGE_INPUT, STAGE_OUTPUT, STAGE_PREDICT, NotAcceptable, ServingError,
+                     classify)
+from .hooks import CONTEXT_BY_ARITY, HOOK_ARITY, UserHooks, bind, without_context
+from .negotiation import choose, first_concrete
+
+
+class Defaults(Protocol):
+    """A family's default hooks for one worker. Defaults are called with exactly n arguments."""
+
+    supported_accept: tuple[str, ...]
+
+    def model_fn(self, model_dir: str) -> Any: ...
+    def prepare_model(self, model: Any, default_predict: bool) -> Any: ...
+    def input_fn(self, body: Any, content_type: str | None) -> Any: ...
+    def predict_fn(self, data: Any, model: Any) -> Any: ...
+    def encode(self, prediction: Any, media_type: str) -> bytes: ...
+    def encode_object(self, value: Any) -> bytes | None: ...
+
+
+class HookFailure(ServingError):
+    """A hook raised: carries the mapped status and keeps the original exception for the log."""
+
+    def __init__(self, exc: BaseException, stage: str | None):
+        status, error_type, message = classify(exc, stage)
+        super().__init__(message, status=status, error_type=error_type)
+        self.original = exc
+        self.stage = stage
+
+
+def default_output_fn(defaults: Defaults) -> Callable[[Any, str], tuple[bytes, str]]:
+    def output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
+        chosen = choose(accept, defaults.supported_accept)
+        if chosen is None:
+            raise NotAcceptable(f"none of the types in Accept {accept!r} can be produced; supported: "
+                                f"{', '.join(defaults.supported_accept)}")
+        return defaults.encode(prediction, chosen), chosen
+    return output_fn
+
+
+StageObserver = Callable[[str, float], None]
+
+
+class ScriptHandler:
+    """Runs one model in one worker: loads it once, then serves requests through the hooks."""
+
+    def __init__(self, defaults: Defaults, user: UserHooks, worker: WorkerInfo, *,
+                 context_rule: str = CONTEXT_BY_ARITY, observe: StageObserver | None = None,
+                 metrics_sink=None, warn: Callable[[str], None] = lambda msg: None):
+        self.defaults = defaults
+        self.worker = worker
+        self.observe = observe or (lambda stage, seconds: None)
+        self.metrics_sink = metrics_sink
+        self.warn = warn
+        fns = user.functions
+        self.user_names = user.names()
+
+        def pick(name: str, default: Callable | None) -> Callable | None:
+            if name in fns:
+                return bind(name, fns[name], context_rule)
+            if default is None:
+                return None
+            return without_context(default, HOOK_ARITY[name])  # defaults never get the context
+
+        self.pre_model_fn = pick("pre_model_fn", None)
+        self.model_fn = pick("model_fn", defaults.model_fn)
+        self.model_warmup_fn = pick("model_warmup_fn", None)
+        self.transform_fn = pick("transform_fn", None)
+        self.uses_default_predict = self.transform_fn is None and "predict_fn" not in fns
+        self.input_fn = pick("input_fn", defaults.input_fn)
+        self.predict_fn = pick("predict_fn", defaults.predict_fn)
+        self.output_fn = pick("output_fn", default_output_fn(defaults))
+        self.user_output = "output_fn" in fns or self.transform_fn is not None
+        self.model: Any = None
+
+    # ------------------------------------------------------------ load (once per worker)
+    def load(self) -> None:
+        model_dir = self.worker.model_dir
+        context = self._load_context()
+        if self.pre_model_fn:
+            self.pre_model_fn(model_dir, context)
+        model = self.model_fn(model_dir, context)
+        self.model = self.defaults.prepare_model(model, self.uses_default_predict)
+        if self.model_warmup_fn:
+            self.model_warmup_fn(model_dir, self.model, context)
+
+    def _load_context(self) -> Context:
+        request = InferenceRequest(b"", None, "", [], "model-load", self.worker.model_name)
+        return Context(self.worker, request, self.metrics_sink)
+
+    # ------------------------------------------------------------ per request (worker thread)
+    def invoke(self, request: InferenceRequest) -> InferenceResult:
+        context = Context(self.worker, request, self.metrics_sink)
+        observe = self.observe
+        stage = STAGE_INPUT
+        try:
+            body = codecs.body_for_input_fn(request.body, request.content_type)
+            if self.transform_fn is not None:
+                stage = None
+                started = time.perf_counter()
+                result = self.transform_fn(self.model, body, request.content_type, request.accept, context)
+                observe("transform", time.perf_counter() - started)
+            else:
+                started = time.perf_counter()
+                data = self.input_fn(body, request.content_type, context)
+                decoded = time.perf_counter()
+                observe("decode", decoded - started)
+                stage = STAGE_PREDICT
+                prediction = self.predict_fn(data, self.model, context)
+                predicted = time.perf_counter()
+                observe("predict", predicted - decoded)
+                stage = STAGE_OUTPUT
+                result = self.output_fn(prediction, request.accept, context)
+                observe("encode", time.perf_counter() - predicted)
+            stage = STAGE_OUTPUT
+            return self._result(result, request.accept, context)
+        except HookFailure:
+            raise
+        except Exception as exc:  # any hook or default failure becomes one mapped error
+            raise HookFailure(exc, stage) from exc
+
+    def _result(self, result: Any, accept: str, context: Context) -> InferenceResult:
+        content_type = None
+        if isinstance(result, tuple) and len(result) == 2:
+            result, content_type = result
+        body = self._body(result)
+        if context.response_content_type:
+            content_type = context.response_content_type
+        if content_type is None:
+            content_type = first_concrete(accept) or codecs.JSON
+        status = context.response_status[0] if context.response_status else 200
+        headers = response_headers(context, self.warn) if context.response_headers else []
+        return InferenceResult(body, str(content_type), status, headers)
+
+    def _body(self, value: Any) -> bytes:
+        if isinstance(value, bytes):
+            return value
+        if isinstance(value, (bytearray, memoryview)):
+            return bytes(value)
+        if isinstance(value, str):
+            return value.encode("utf-8")
+        if value is None:
+            return b"null"
+        special = self.defaults.encode_object(value)
+        if special is not None:
+            return special
+        return codecs.encode_json(value)

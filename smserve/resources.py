@@ -1,0 +1,136 @@
+"""CPU, GPU and memory discovery and the worker plan (spec core §15)."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Settings
+
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_limit(root: Path = CGROUP) -> float | None:
+    """CPUs allowed by the cgroup quota (v2 cpu.max, v1 cfs quota/period), None when unlimited."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        if quota != "max":
+            return int(quota) / int(period)
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def available_cpus(root: Path = CGROUP) -> int:
+    count = len(os.sched_getaffinity(0))
+    limit = cgroup_cpu_limit(root)
+    if limit is not None:
+        count = min(count, math.ceil(limit))
+    return max(1, count)
+
+
+def memory_limit_bytes(root: Path = CGROUP) -> int | None:
+    for path in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):
+        try:
+            value = path.read_text().strip()
+        except OSError:
+            continue
+        if value.isdigit() and int(value) < 1 << 60:
+            return int(value)
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def visible_gpus(cuda_visible_devices: str | None) -> list[int]:
+    """Host indices of the GPUs this container may use (nvidia-smi -L, restricted by CUDA_VISIBLE_DEVICES)."""
+    if cuda_visible_devices is not None and cuda_visible_devices.strip() in ("", "-1", "none", "void"):
+        return []
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return []
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    host = [i for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
+    if cuda_visible_devices:
+        wanted = []
+        for item in cuda_visible_devices.split(","):
+            item = item.strip()
+            if item.isdigit() and int(item) in host:
+                wanted.append(int(item))
+        return wanted
+    return host
+
+
+def directory_size(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    workers: int
+    threads: int
+    cpus: int
+    gpus: tuple[int, ...]
+    gpu_sets: tuple[tuple[int, ...], ...]  # per worker slot: host GPU indices it sees (empty on CPU)
+    derivation: str
+
+
+def gpu_sets(workers: int, gpus: list[int], pinning: bool) -> tuple[tuple[int, ...], ...]:
+    """W >= G: worker i sees GPU i mod G; W < G: contiguous groups, one per worker."""
+    if not gpus:
+        return tuple(() for _ in range(workers))
+    if not pinning:
+        return tuple(tuple(gpus) for _ in range(workers))
+    if workers >= len(gpus):
+        return tuple((gpus[i % len(gpus)],) for i in range(workers))
+    size, extra = divmod(len(gpus), workers)
+    sets, start = [], 0
+    for i in range(workers):
+        end = start + size + (1 if i < extra else 0)
+        sets.append(tuple(gpus[start:end]))
+        start = end
+    return tuple(sets)
+
+
+def plan_workers(settings: Settings, model_dir: Path, footprint_mb: int) -> WorkerPlan:
+    cpus = available_cpus()
+    gpus = visible_gpus(settings.cuda_visible_devices)
+    if settings.workers is not None:
+        workers = settings.workers.value
+        derivation = f"{settings.workers.source}={workers}"
+    else:
+        workers = len(gpus) or cpus
+        derivation = f"{len(gpus)} visible GPUs" if gpus else f"{cpus} available CPUs (affinity and cgroup quota)"
+        limit = memory_limit_bytes()
+        if limit:
+            per_worker = directory_size(model_dir) * 1.2 + footprint_mb * 1024 * 1024
+            cap = max(1, int(limit * 0.8 // per_worker))
+            if cap < workers:
+                workers = cap
+                derivation += f", capped to {cap} by memory ({limit // 2**20} MiB limit)"
+    threads = max(1, cpus // workers)
+    return WorkerPlan(workers, threads, cpus, tuple(gpus), gpu_sets(workers, gpus, settings.gpu_pinning), derivation)

@@ -1,0 +1,311 @@
+"""The ASGI application every worker runs: routes, limits, deadlines, errors, metrics (spec core §2–§4, §11).
+
+Health, metrics and routing run on the event loop; hooks run on the worker's thread pool, so /ping
+answers while every thread is busy predicting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+from urllib.parse import parse_qs
+
+from . import __version__
+from .config import Settings
+from .context import InferenceRequest, InferenceResult
+from .errors import (DeadlineExceeded, MethodNotAllowed, ModelNotFound, PayloadTooLarge, ResponseTooLarge,
+                     RouteNotFound, ServingError, Unavailable, error_body)
+from .logs import AccessLog
+from .negotiation import effective_accept
+from .pipeline import HookFailure
+from .state import BUSY, DRAINING, READY, SharedState, now
+
+log = logging.getLogger("smserve.server")
+
+JSON_TYPE = b"application/json"
+PING_OK = b'{"status":"Healthy"}'
+SINGLE_MODEL = "model"
+
+# Routes that exist in this mode, for 405 answers: path pattern -> allowed methods
+ROUTE_METHODS = {
+    "/invocations": ("POST",),
+    "/execution-parameters": ("GET",),
+    "/metrics": ("GET",),
+}
+
+
+class Handler:  # the shape of families.base.Handler, repeated here to avoid an import cycle
+    def invoke(self, request: InferenceRequest) -> InferenceResult: ...
+
+
+class App:
+    def __init__(self, settings: Settings, state: SharedState, slot: int, access_log: AccessLog,
+                 metrics: Any, build_info: dict[str, str], extra_routes: tuple[str, ...] = ("predictions",)):
+        self.settings = settings
+        self.state = state
+        self.slot = slot
+        self.access_log = access_log
+        self.metrics = metrics
+        self.build_info = build_info
+        self.handler: Handler | None = None
+        self.pool = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="predict")
+        self.capacity = settings.worker_threads + settings.max_queue
+        self.inflight = 0
+        self.timeout = settings.request_timeout.value
+        self.limit = settings.max_request_bytes.value
+        self.limit_source = settings.max_request_bytes.source
+        self.predictions_alias = "predictions" in extra_routes
+        self._running: dict[int, float] = {}
+        self._running_lock = threading.Lock()
+        self.draining = False
+
+    # ------------------------------------------------------------ ASGI entry
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path == "/ping":
+            await self._ping(method, send)
+            return
+        headers = scope["headers"]
+        request_id, echo = _request_id(headers)
+        route = path
+        status, sent_bytes, received, model = 500, 0, 0, SINGLE_MODEL
+        try:
+            if path == "/invocations" or path.startswith("/models/") or path.startswith("/predictions/"):
+                route, model = self._route_invocation(path, method, scope.get("query_string", b""))
+                status, sent_bytes, received = await self._invoke(route, headers, receive, send, request_id, echo,
+                                                                  started)
+            elif path == "/metrics" and method == "GET" and self.settings.metrics:
+                status, sent_bytes = await self._metrics(send, request_id)
+            elif path == "/execution-parameters" and method == "GET":
+                status, sent_bytes = await self._execution_parameters(send, request_id)
+            else:
+                self._raise_unrouted(path, method)
+        except ServingError as exc:
+            status, sent_bytes = await self._send_error(send, exc, request_id, echo)
+        elapsed = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.observe_request(route, method, status, model, elapsed, received, sent_bytes)
+        self.access_log.record(method, path, status, elapsed * 1000, received, sent_bytes, request_id, model)
+
+    def _raise_unrouted(self, path: str, method: str) -> None:
+        allowed = ROUTE_METHODS.get(path)
+        if path == "/metrics" and not self.settings.metrics:
+            allowed = None
+        if allowed and method not in allowed:
+            raise MethodNotAllowed(f"{method} is not allowed on {path}; use {', '.join(allowed)}", allowed)
+        raise RouteNotFound(f"no route for {method} {path}")
+
+    def _route_invocation(self, path: str, method: str, query: bytes) -> tuple[str, str]:
+        """Return (route label, model name) or raise 404/405."""
+        if path == "/invocations":
+            if method != "POST":
+                raise MethodNotAllowed(f"{method} is not allowed on /invocations; use POST", ("POST",))
+            if query:
+                names = parse_qs(query.decode("latin-1")).get("model_name")
+                if names and names[0] != SINGLE_MODEL:
+                    raise ModelNotFound(f"model {names[0]!r} is not loaded; this endpoint serves one model "
+                                        f"named {SINGLE_MODEL!r}")
+            return "/invocations", SINGLE_MODEL
+        parts = path.strip("/").split("/")
+        if parts[0] == "models" and len(parts) == 3 and parts[2] == "invoke":
+            name, route = parts[1], "/models/{name}/invoke"
+        elif parts[0] == "predictions" and self.predictions_alias and len(parts) in (2, 3):
+            name, route = parts[1], "/predictions/{name}"
+        else:
+            raise RouteNotFound(f"no route for {method} {path}")
+        if method != "POST":
+            raise MethodNotAllowed(f"{method} is not allowed on {path}; use POST", ("POST",))
+        if name != SINGLE_MODEL:
+            raise ModelNotFound(f"model {name!r} is not loaded; this endpoint serves one model named "
+                                f"{SINGLE_MODEL!r}")
+        return route, SINGLE_MODEL
+
+    # ------------------------------------------------------------ /ping
+    async def _ping(self, method: str, send: Callable) -> None:
+        if self.state.ready() and not self.draining:
+            await _respond(send, 200, PING_OK, JSON_TYPE)
+            if self.settings.log_ping:
+                self.access_log.record(method, "/ping", 200, 0.0, 0, len(PING_OK), "-", SINGLE_MODEL)
+            return
+        draining = self.draining or self.state.phase == DRAINING
+        reason = "ShuttingDown" if draining else "NotReady"
+        body = b'{"status":"Unhealthy","reason":"%s"}' % reason.encode()
+        await _respond(send, 503, body, JSON_TYPE, [(b"retry-after", b"1")])
+        if self.settings.log_ping:
+            self.access_log.record(method, "/ping", 503, 0.0, 0, len(body), "-", SINGLE_MODEL)
+
+    # ------------------------------------------------------------ inference
+    async def _invoke(self, route: str, headers: list, receive: Callable, send: Callable, request_id: str,
+                      echo: list, started: float) -> tuple[int, int, int]:
+        if self.draining or self.state.phase == DRAINING:
+            raise Unavailable("the server is shutting down", "ShuttingDown")
+        if self.handler is None or not self.state.ready():
+            raise Unavailable("the model is not loaded yet; retry when /ping returns 200", "NotReady")
+        content_type = accept = None
+        length = None
+        for name, value in headers:
+            if name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"accept":
+                accept = value.decode("latin-1")
+            elif name == b"content-length":
+                length = int(value) if value.isdigit() else None
+        if length is not None and length > self.limit:
+            raise self._too_large(length)
+        body = await self._read_body(receive)
+        if self.inflight >= self.capacity:
+            raise Unavailable(f"worker queue is full ({self.capacity} requests); retry later", "Overloaded")
+        request = InferenceRequest(body, content_type, effective_accept(accept, self.settings.default_accept),
+                                   [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers], request_id)
+        result = await self._run(request, started)
+        if self.settings.response_max_bytes and len(result.body) > self.settings.response_max_bytes:
+            raise ResponseTooLarge(f"response of {len(result.body)} bytes exceeds SMSERVE_RESPONSE_MAX_BYTES="
+                                   f"{self.settings.response_max_bytes}")
+        out_headers = [(b"content-type", result.content_type.encode("latin-1")),
+                       (b"content-length", str(len(result.body)).encode()), *echo]
+        for name, value in result.headers:
+            out_headers.append((name.encode("latin-1"), value.encode("latin-1")))
+        await send({"type": "http.response.start", "status": result.status, "headers": out_headers})
+        await send({"type": "http.response.body", "body": result.body})
+        return result.status, len(result.body), len(body)
+
+    def _too_large(self, size: int) -> PayloadTooLarge:
+        return PayloadTooLarge(f"request body of {size} bytes exceeds the limit of {self.limit} bytes "
+                               f"({self.limit_source}); raise it with SAGEMAKER_MAX_PAYLOAD_IN_MB")
+
+    async def _read_body(self, receive: Callable) -> bytes:
+        message = await receive()
+        body = message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+        chunks, size = [body], len(body)
+        while message.get("more_body"):
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                raise self._too_large(size)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _run(self, request: InferenceRequest, started: float) -> InferenceResult:
+        loop = asyncio.get_running_loop()
+        remaining = self.timeout - (time.perf_counter() - started)
+        self.inflight += 1
+        if self.metrics is not None:
+            self.metrics.inflight.labels(SINGLE_MODEL).inc()
+        try:
+            future = loop.run_in_executor(self.pool, self._execute, request, time.perf_counter())
+            try:
+                return await asyncio.wait_for(future, remaining)
+            except asyncio.TimeoutError:
+                raise DeadlineExceeded(f"no answer within the request deadline of {self.timeout:g} s "
+                                       f"({self.settings.request_timeout.source}); the result will be discarded") \
+                    from None
+        finally:
+            self.inflight -= 1
+            if self.metrics is not None:
+                self.metrics.inflight.labels(SINGLE_MODEL).dec()
+
+    def _execute(self, request: InferenceRequest, submitted: float) -> InferenceResult:
+        """Runs on a predict thread; marks the worker busy for the hung-worker watchdog."""
+        begun = time.perf_counter()
+        if self.metrics is not None:
+            self.metrics.observe_stage("queue", begun - submitted)
+        key = threading.get_ident()
+        with self._running_lock:
+            self._running[key] = now()
+            self.state.set_busy_since(self.slot, min(self._running.values()))
+            self.state.set_worker_state(self.slot, BUSY)
+        try:
+            return self.handler.invoke(request)
+        finally:
+            with self._running_lock:
+                del self._running[key]
+                if self._running:
+                    self.state.set_busy_since(self.slot, min(self._running.values()))
+                else:
+                    self.state.set_busy_since(self.slot, 0.0)
+                    self.state.set_worker_state(self.slot, READY)
+
+    # ------------------------------------------------------------ other routes
+    async def _metrics(self, send: Callable, request_id: str) -> tuple[int, int]:
+        counts = self.state.counts()
+        labels = ",".join(f'{k}="{v}"' for k, v in self.build_info.items())
+        lines = ["# HELP smserve_workers Worker processes by state", "# TYPE smserve_workers gauge"]
+        lines += [f'smserve_workers{{state="{name}"}} {count}' for name, count in counts.items()]
+        lines += ["# HELP smserve_build_info Build information", "# TYPE smserve_build_info gauge",
+                  f"smserve_build_info{{{labels}}} 1"]
+        loop = asyncio.get_running_loop()
+        body = await loop.run_in_executor(None, self.metrics.render, lines)
+        await _respond(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
+        return 200, len(body)
+
+    async def _execution_parameters(self, send: Callable, request_id: str) -> tuple[int, int]:
+        import json
+
+        s = self.settings
+        body = json.dumps({
+            "MaxConcurrentTransforms": s.max_concurrent_transforms or self.state.workers * s.worker_threads,
+            "BatchStrategy": s.batch_strategy or "MULTI_RECORD",
+            "MaxPayloadInMB": s.max_payload_mb or 6,
+        }).encode()
+        await _respond(send, 200, body, JSON_TYPE)
+        return 200, len(body)
+
+    async def _send_error(self, send: Callable, exc: ServingError, request_id: str, echo: list) -> tuple[int, int]:
+        original = exc.original if isinstance(exc, HookFailure) else exc
+        kv = {"request_id": request_id}
+        if isinstance(exc, HookFailure) and not isinstance(exc.original, ServingError):
+            log.error("%s raised %s: %s", exc.stage or "transform_fn", type(exc.original).__name__, exc.message,
+                      exc_info=exc.original, extra={"kv": kv})
+        elif exc.status >= 500:
+            log.error("%s: %s", exc.error_type, exc.message, extra={"kv": kv})
+        else:
+            log.info("%s %s: %s", exc.status, exc.error_type, exc.message, extra={"kv": kv})
+        body = error_body(exc.status, exc.error_type, exc.message, request_id, original, self.settings.debug)
+        extra = list(echo)
+        if exc.status == 503:
+            extra.append((b"retry-after", b"1"))
+        if isinstance(exc, MethodNotAllowed):
+            extra.append((b"allow", ", ".join(exc.allow).encode()))
+        if isinstance(exc, PayloadTooLarge):
+            extra.append((b"connection", b"close"))
+        await _respond(send, exc.status, body, JSON_TYPE, extra)
+        return exc.status, len(body)
+
+
+def _request_id(headers: list) -> tuple[str, list]:
+    """(request id, headers to echo): Inference-Id wins, then X-Request-Id, else 32 random hex chars."""
+    inference_id = request_id = None
+    for name, value in headers:
+        if name == b"x-amzn-sagemaker-inference-id":
+            inference_id = value
+        elif name == b"x-request-id":
+            request_id = value
+    if inference_id is not None:
+        return inference_id.decode("latin-1"), [(b"x-amzn-sagemaker-inference-id", inference_id),
+                                                (b"x-request-id", inference_id)]
+    if request_id is None:
+        request_id = os.urandom(16).hex().encode()
+    return request_id.decode("latin-1"), [(b"x-request-id", request_id)]
+
+
+async def _respond(send: Callable, status: int, body: bytes, content_type: bytes, extra: list | tuple = ()) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def build_info(settings: Settings, framework_version: str) -> dict[str, str]:
+    return {"family": settings.family, "variant": settings.variant, "framework_version": framework_version,
+            "version": __version__}

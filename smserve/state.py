@@ -1,0 +1,72 @@
+"""Readiness and worker states shared between the supervisor and its workers through anonymous shared memory.
+
+Each worker answers /ping from this table, so health never waits on a busy worker or on an IPC round trip.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+BOOTING, LOADING, SERVING, DRAINING = 0, 1, 2, 3
+STARTING, READY, BUSY, RESTARTING, FAILED, STOPPED = 0, 1, 2, 3, 4, 5
+STATE_NAMES = {STARTING: "starting", READY: "ready", BUSY: "busy", RESTARTING: "restarting"}
+_GLOBAL = 2  # phase, worker count
+_SLOT = 3  # state, busy_since, pid
+
+
+class SharedState:
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._values = multiprocessing.RawArray("d", _GLOBAL + _SLOT * workers)
+        self._values[1] = workers
+
+    # ---- phase (supervisor writes, workers read)
+    @property
+    def phase(self) -> int:
+        return int(self._values[0])
+
+    @phase.setter
+    def phase(self, value: int) -> None:
+        self._values[0] = value
+
+    # ---- per worker slot
+    def _at(self, slot: int, field: int) -> int:
+        return _GLOBAL + slot * _SLOT + field
+
+    def worker_state(self, slot: int) -> int:
+        return int(self._values[self._at(slot, 0)])
+
+    def set_worker_state(self, slot: int, value: int) -> None:
+        self._values[self._at(slot, 0)] = value
+
+    def busy_since(self, slot: int) -> float:
+        return self._values[self._at(slot, 1)]
+
+    def set_busy_since(self, slot: int, since: float) -> None:
+        """0 when idle; else the monotonic start time of the oldest request the worker is executing."""
+        self._values[self._at(slot, 1)] = since
+
+    def set_pid(self, slot: int, pid: int) -> None:
+        self._values[self._at(slot, 2)] = pid
+
+    def ready(self) -> bool:
+        """/ping is 200: the boot finished and at least one worker can serve."""
+        if self.phase != SERVING:
+            return False
+        return any(self.worker_state(i) in (READY, BUSY) for i in range(self.workers))
+
+    def all_ready(self) -> bool:
+        return all(self.worker_state(i) in (READY, BUSY) for i in range(self.workers))
+
+    def counts(self) -> dict[str, int]:
+        out = {name: 0 for name in STATE_NAMES.values()}
+        for i in range(self.workers):
+            name = STATE_NAMES.get(self.worker_state(i))
+            if name:
+                out[name] += 1
+        return out
+
+
+def now() -> float:
+    return time.monotonic()

@@ -1,0 +1,317 @@
+"""The supervisor: boot sequence, worker processes, restarts, hung-worker recycling and drain (spec core §1, §15–§17).
+
+It never imports user code or a framework, so forking workers stays safe (no CUDA context, no
+framework threads in the parent).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+from . import __version__, layout as layout_mod, logs, requirements
+from .config import Settings
+from .errors import StartupError
+from .families import get_family
+from .resources import plan_workers
+from .state import DRAINING, LOADING, READY, RESTARTING, SERVING, STARTING, SharedState
+from .worker import EXIT_LOAD_FAILED, WorkerSpec
+
+log = logging.getLogger("smserve.supervisor")
+POLL = 0.05
+
+
+def bind(port: int) -> socket.socket:
+    """Listen on all interfaces: dual-stack [::] when IPv6 exists, else 0.0.0.0."""
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        address: tuple = ("::", port)
+    except OSError:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        address = ("0.0.0.0", port)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"port {port} is already in use; set SAGEMAKER_BIND_TO_PORT to a free port") from None
+        raise
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _oom_kills() -> int:
+    try:
+        for line in Path("/sys/fs/cgroup/memory.events").read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+class Supervisor:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.family = get_family(settings.family)
+        self.started = time.monotonic()
+        self.stop_signal: int | None = None
+        self.pids: dict[int, int] = {}  # pid -> slot
+        self.restart_at: dict[int, float] = {}  # slot -> monotonic time of the next start
+        self.failures: dict[int, int] = {}  # slot -> consecutive crashes
+        self.killed_hung: set[int] = set()
+        self.run_dir = Path(tempfile.mkdtemp(prefix="smserve-"))
+        self.metrics = None
+
+    # ------------------------------------------------------------ boot
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            return self._run()
+        except StartupError as exc:
+            log.error("%s", exc)
+            return exc.exit_status
+        finally:
+            self._stop_workers()
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop_signal is None:
+            self.stop_signal = signum
+
+    def _run(self) -> int:
+        s = self.settings
+        for level, text in s.notices:
+            log.log(level, "%s", text)
+        if s.multi_model:
+            raise StartupError("SAGEMAKER_MULTI_MODEL=true: multi-model endpoints are not available in this "
+                               "smserve release yet; unset it to serve the model in /opt/ml/model")
+        from . import metrics as metrics_mod
+
+        metrics_mod.prepare(self.run_dir / "metrics")
+        if s.metrics:
+            self.metrics = metrics_mod.Metrics()
+        self.sock = bind(s.port)
+        log.info("listening on port %d; /ping answers 503 until the model is loaded", s.port)
+
+        layout = layout_mod.resolve(s.model_dir, s.program, s.program_explicit, s.submit_directory,
+                                    self.family.descend_single_directory)
+        for warning in layout.warnings:
+            log.warning("%s", warning)
+        layout_mod.check_static(layout, self.family.expected_files)
+        plan = plan_workers(s, layout.model_dir, self.family.footprint_mb)
+        self._summary(layout, plan)
+
+        self.state = SharedState(plan.workers)
+        prefix = self.run_dir / "requirements"
+        site = str(requirements.site_dir(prefix))
+        prepend, append = layout.import_paths()
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [*prepend, site, *append, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
+        self.spec = WorkerSpec(s, self.family, layout, plan, self.state, self.sock, (site,))
+        for slot in range(plan.workers):
+            self._spawn(slot)
+
+        if layout.requirements and s.skip_requirements:
+            log.info("SMSERVE_SKIP_REQUIREMENTS=true: not installing %s", layout.requirements)
+        elif layout.requirements:
+            requirements.install(layout.requirements, prefix, s, self.family.requirement_constraints,
+                                 self.family.constraint_reason)
+        if self.stop_signal is not None:
+            return self._drain()
+        self.state.phase = LOADING
+        status = self._wait_ready()
+        if status is not None:
+            return status
+        self.state.phase = SERVING
+        log.info("ready: %d workers serving on port %d after %.2f s", plan.workers, s.port,
+                 time.monotonic() - self.started)
+        return self._monitor()
+
+    def _summary(self, layout: layout_mod.Layout, plan) -> None:
+        s, fam = self.settings, self.family
+        module = layout.module
+        if module:
+            hooks = [h for h in layout_mod.HOOK_NAMES if h in module.defined]
+            module_line = f"{module.path} (import name {module.name})"
+        else:
+            hooks = []
+            module_line = (f"no user module {s.program} found in {', '.join(layout.searched)}; "
+                           f"using {fam.display_name} defaults")
+        devices = ", ".join(f"worker-{i}: {'GPU ' + ','.join(map(str, g)) if g else 'cpu'}"
+                            for i, g in enumerate(plan.gpu_sets))
+        lines = [
+            f"smserve {__version__} starting",
+            f"  family            {fam.name} ({s.variant}), {fam.framework_distribution} {fam.framework_version()}",
+            f"  model dir         {layout.model_dir}",
+            f"  code dir          {layout.code_dir}{'' if layout.code_dir.is_dir() else ' (absent)'}",
+            f"  user module       {module_line}",
+            f"  hooks found       {', '.join(hooks) if hooks else 'none (defaults)'}",
+            f"  workers           {plan.workers} ({plan.derivation})",
+            f"  threads/worker    {plan.threads} (OMP/MKL/OpenBLAS{'; user-set: ' + ','.join(sorted(s.user_thread_vars)) if s.user_thread_vars else ''})",
+            f"  devices           {devices}",
+            f"  request deadline  {s.request_timeout.value:g} s ({s.request_timeout.source}; seconds)",
+            f"  startup timeout   {s.startup_timeout:g} s",
+            f"  payload limit     {s.max_request_bytes.value} bytes ({s.max_request_bytes.source})",
+        ]
+        log.info("%s", "\n".join(lines))
+
+    # ------------------------------------------------------------ workers
+    def _spawn(self, slot: int) -> None:
+        from . import worker
+
+        self.state.set_worker_state(slot, STARTING)
+        pid = os.fork()
+        if pid == 0:  # child
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                worker.run(self.spec, slot)
+            except BaseException:  # noqa: BLE001
+                logging.getLogger("smserve.worker").exception("worker %d failed", slot)
+            finally:
+                os._exit(1)
+        self.pids[pid] = slot
+        self.state.set_pid(slot, pid)
+
+    def _reap(self) -> list[tuple[int, int, int]]:
+        """(slot, exit status or -signal, pid) for every worker that exited."""
+        exited = []
+        while self.pids:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            slot = self.pids.pop(pid, None)
+            if slot is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            if self.metrics is not None:
+                from .metrics import Metrics
+
+                Metrics.process_exited(pid)
+            exited.append((slot, code, pid))
+        return exited
+
+    def _wait_ready(self) -> int | None:
+        deadline = self.started + self.settings.startup_timeout
+        retries = self.settings.model_load_retries
+        while True:
+            if self.stop_signal is not None:
+                return self._drain()
+            for slot, code, pid in self._reap():
+                if retries > 0:
+                    retries -= 1
+                    log.warning("worker %d exited with status %s while loading; retrying (%d retries left, "
+                                "SMSERVE_MODEL_LOAD_RETRIES)", slot, code, retries)
+                    self._spawn(slot)
+                    continue
+                reason = "could not load the model (traceback above)" if code == EXIT_LOAD_FAILED else \
+                    f"exited with status {code} while loading"
+                log.error("worker %d %s; stopping. Fix the model or code and restart the container", slot, reason)
+                return 1
+            if self.state.all_ready():
+                return None
+            if time.monotonic() > deadline:
+                missing = [f"worker-{i}" for i in range(self.state.workers) if self.state.worker_state(i) != READY]
+                log.error("startup did not finish within SAGEMAKER_STARTUP_TIMEOUT=%g s; not ready: %s",
+                          self.settings.startup_timeout, ", ".join(missing))
+                return 1
+            time.sleep(POLL)
+
+    def _monitor(self) -> int:
+        s = self.settings
+        hung_after = s.request_timeout.value + s.hung_grace
+        oom_seen = _oom_kills()
+        while self.stop_signal is None:
+            now = time.monotonic()
+            for slot, code, pid in self._reap():
+                if pid in self.killed_hung:
+                    reason = "hung"
+                    self.killed_hung.discard(pid)
+                else:
+                    oom_now = _oom_kills()
+                    reason = "oom" if oom_now > oom_seen else "crash"
+                    oom_seen = oom_now
+                failures = self.failures.get(slot, 0) + (0 if reason == "hung" else 1)
+                self.failures[slot] = failures
+                delay = 0.0 if reason == "hung" else min(30.0, 2.0 ** (failures - 1))
+                log.warning("worker %d (pid %d) exited with status %s (%s); restarting in %.0f s",
+                            slot, pid, code, reason, delay)
+                if self.metrics is not None:
+                    self.metrics.restarts.labels(reason).inc()
+                self.state.set_worker_state(slot, RESTARTING)
+                self.state.set_busy_since(slot, 0.0)
+                self.restart_at[slot] = now + delay
+            for slot, when in list(self.restart_at.items()):
+                if now >= when:
+                    del self.restart_at[slot]
+                    self._spawn(slot)
+            for pid, slot in self.pids.items():
+                state = self.state.worker_state(slot)
+                if state == READY and self.failures.get(slot):
+                    self.failures[slot] = 0
+                busy = self.state.busy_since(slot)
+                if busy and now - busy > hung_after and pid not in self.killed_hung:
+                    log.error("worker %d (pid %d) has been executing one request for %.0f s (deadline + "
+                              "SMSERVE_HUNG_GRACE = %g s); recycling it", slot, pid, now - busy, hung_after)
+                    self.killed_hung.add(pid)
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(POLL)
+        return self._drain()
+
+    # ------------------------------------------------------------ shutdown
+    def _drain(self) -> int:
+        log.info("received %s: draining in-flight requests (up to %g s)",
+                 signal.Signals(self.stop_signal).name if self.stop_signal else "stop", self.settings.graceful_timeout)
+        state = getattr(self, "state", None)
+        if state is not None:
+            state.phase = DRAINING
+        sock = getattr(self, "sock", None)
+        if sock is not None:
+            sock.close()
+        for pid in list(self.pids):
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.graceful_timeout
+        while self.pids and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(POLL)
+        if self.pids:
+            log.warning("workers %s still running after SMSERVE_GRACEFUL_TIMEOUT=%g s; killing them",
+                        sorted(self.pids.values()), self.settings.graceful_timeout)
+        self._stop_workers()
+        log.info("stopped")
+        return 0
+
+    def _stop_workers(self) -> None:
+        for pid in list(self.pids):
+            _signal(pid, signal.SIGKILL)
+        end = time.monotonic() + 5
+        while self.pids and time.monotonic() < end:
+            self._reap()
+            time.sleep(0.01)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def serve(settings: Settings) -> int:
+    logs.configure(settings)
+    return Supervisor(settings).run()

@@ -1,0 +1,153 @@
+"""One worker process: serves HTTP on the shared socket at once, loads the model when the supervisor says so.
+
+The worker answers /ping 503 while it waits for requirements and loads the model on a thread, so the
+platform sees a live endpoint from the first second (spec core §1.2 steps 2 and 6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from . import logs
+from .config import THREAD_VARS, Settings
+from .context import WorkerInfo
+from .families.base import Family
+from .layout import Layout
+from .resources import WorkerPlan
+from .server import App, build_info
+from .state import DRAINING, FAILED, LOADING, READY, STARTING, SharedState
+
+log = logging.getLogger("smserve.worker")
+
+EXIT_LOAD_FAILED = 4  # the supervisor treats this as "model could not be loaded", not as a crash
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    settings: Settings
+    family: Family
+    layout: Layout
+    plan: WorkerPlan
+    state: SharedState
+    sock: socket.socket
+    site_dirs: tuple[str, ...]
+
+
+class WorkerServer(uvicorn.Server):
+    """uvicorn server that drains before it stops: 503 on open connections until in-flight requests finish."""
+
+    def __init__(self, config: uvicorn.Config, app: App, graceful: float):
+        super().__init__(config)
+        self.app = app
+        self.graceful = graceful
+        self._drain_started = False
+
+    def handle_exit(self, sig, frame) -> None:
+        if self._drain_started:
+            return super().handle_exit(sig, frame)
+        self._drain_started = True
+        self.app.draining = True
+        loop = getattr(self, "_loop", None)
+        if loop is not None:
+            loop.call_soon_threadsafe(lambda: loop.create_task(self._drain()))
+        else:
+            self.should_exit = True
+
+    async def _drain(self) -> None:
+        for server in getattr(self, "servers", []):
+            server.close()  # stop accepting: together with the supervisor's close, new connections are refused
+        deadline = time.monotonic() + self.graceful
+        while self.app.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self.app.access_log.flush()
+        self.should_exit = True
+
+    async def startup(self, sockets=None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.app.access_log.bind(self._loop)
+        await super().startup(sockets=sockets)
+
+
+def run(spec: WorkerSpec, slot: int) -> None:
+    """Entry point of a forked worker; never returns."""
+    settings, plan = spec.settings, spec.plan
+    logs.configure(settings, f"worker-{slot}")
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    spec.state.set_worker_state(slot, STARTING)
+    spec.state.set_pid(slot, os.getpid())
+
+    gpus = plan.gpu_sets[slot]
+    if plan.gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+    for name in THREAD_VARS:
+        if name not in settings.user_thread_vars:
+            os.environ[name] = str(plan.threads)
+    for name, value in spec.family.thread_env:
+        os.environ.setdefault(name, value)
+    os.chdir(spec.layout.model_dir)
+
+    from .metrics import Metrics
+
+    metrics = Metrics() if settings.metrics else None
+    access_log = logs.AccessLog(settings)
+    app = App(settings, spec.state, slot, access_log, metrics,
+              build_info(settings, spec.family.framework_version()))
+    worker_info = WorkerInfo(model_dir=str(spec.layout.model_dir), gpu_id=0 if gpus else None,
+                             physical_gpu_id=gpus[0] if gpus else None)
+
+    loader = threading.Thread(target=_load, args=(spec, slot, app, worker_info, metrics), name="model-loader",
+                              daemon=True)
+    loader.start()
+    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="off", access_log=False,
+                            log_config=None, timeout_keep_alive=75, server_header=False, date_header=False,
+                            timeout_graceful_shutdown=int(settings.graceful_timeout))
+    server = WorkerServer(config, app, settings.graceful_timeout)
+    server.run(sockets=[spec.sock])
+    access_log.flush()
+    os._exit(0)
+
+
+def _load(spec: WorkerSpec, slot: int, app: App, worker_info: WorkerInfo, metrics) -> None:
+    state = spec.state
+    while state.phase < LOADING:  # requirements are still being installed by the supervisor
+        time.sleep(0.02)
+    if state.phase == DRAINING:
+        return
+    started = time.monotonic()
+    try:
+        prepend, append = spec.layout.import_paths()
+        sys.path[:0] = [*prepend, *spec.site_dirs]
+        sys.path.extend(append)
+        importlib.invalidate_caches()
+        spec.family.configure_threads(spec.plan.threads)
+        module = None
+        if spec.layout.module is not None:
+            module = importlib.import_module(spec.layout.module.name)
+        observe = (lambda stage, seconds: metrics.observe_stage(stage, seconds)) if metrics else None
+        handler = spec.family.create_handler(spec.settings, worker_info, module, observe,
+                                             metrics.user_metric if metrics else None,
+                                             lambda message: log.warning(message))
+        handler.load()
+    except BaseException as exc:  # noqa: BLE001 - any failure here must stop startup with its traceback
+        state.set_worker_state(slot, FAILED)
+        sys.stdout.flush()
+        log.error("worker %d could not load the model: %s: %s\n%s", slot, type(exc).__name__, exc,
+                  "".join(traceback.format_exception(exc)))
+        logging.shutdown()
+        os._exit(EXIT_LOAD_FAILED)
+    app.handler = handler
+    state.set_worker_state(slot, READY)
+    log.info("worker %d ready in %.2f s (pid %d, device %s)", slot, time.monotonic() - started, os.getpid(),
+             f"GPU {worker_info.physical_gpu_id}" if worker_info.gpu_id is not None else "cpu")
