@@ -1,0 +1,21 @@
+"""Real models and model archives for the tests, built with the real framework."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+
+def write_code(model_dir: Path, source: str, name: str = "inference.py", where: str = "code") -> Path:
+    target = Path(model_dir) / where / name if where else Path(model_dir) / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(textwrap.dedent(source))
+    return target
+
+
+def make_dir(tmp_path: Path, name: str = "model") -> Path:
+    path = tmp_path / name
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o755)
+    tmp_path.chmod(0o755)
+    return path
