@@ -15,8 +15,16 @@ from .config import Settings
 _worker_label = "supervisor"
 
 
+_second_cache: list = [-1, ""]
+
+
 def _timestamp(created: float) -> str:
-    return datetime.fromtimestamp(created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(created % 1 * 1000):03d}Z"
+    """UTC ISO-8601 with milliseconds; the per-second prefix is cached (the access log calls this per request)."""
+    second = int(created)
+    if second != _second_cache[0]:
+        _second_cache[0] = second
+        _second_cache[1] = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+    return f"{_second_cache[1]}{int(created % 1 * 1000):03d}Z"
 
 
 class TextFormatter(logging.Formatter):

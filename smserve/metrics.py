@@ -37,6 +37,7 @@ class Metrics:
                                        registry=None)
         self.response_bytes = Histogram("smserve_response_bytes", "Response body size", ["route"],
                                         buckets=BYTE_BUCKETS, registry=None)
+        self.inflight_child = self.inflight.labels("model")
         self.restarts = Counter("smserve_worker_restarts_total", "Worker restarts", ["reason"], registry=None)
         self._user: dict[str, object] = {}
         self._stage_children: dict[tuple[str, str], object] = {}

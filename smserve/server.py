@@ -202,7 +202,7 @@ class App:
         remaining = self.timeout - (time.perf_counter() - started)
         self.inflight += 1
         if self.metrics is not None:
-            self.metrics.inflight.labels(SINGLE_MODEL).inc()
+            self.metrics.inflight_child.inc()
         try:
             future = loop.run_in_executor(self.pool, self._execute, request, time.perf_counter())
             try:
@@ -214,7 +214,7 @@ class App:
         finally:
             self.inflight -= 1
             if self.metrics is not None:
-                self.metrics.inflight.labels(SINGLE_MODEL).dec()
+                self.metrics.inflight_child.dec()
 
     def _execute(self, request: InferenceRequest, submitted: float) -> InferenceResult:
         """Runs on a predict thread; marks the worker busy for the hung-worker watchdog."""

@@ -7,6 +7,7 @@ platform sees a live endpoint from the first second (spec core §1.2 steps 2 and
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import os
@@ -148,6 +149,8 @@ def _load(spec: WorkerSpec, slot: int, app: App, worker_info: WorkerInfo, metric
         logging.shutdown()
         os._exit(EXIT_LOAD_FAILED)
     app.handler = handler
+    gc.collect()
+    gc.freeze()  # the model and modules stay out of later collections: shorter GC pauses on the request path
     state.set_worker_state(slot, READY)
     log.info("worker %d ready in %.2f s (pid %d, device %s)", slot, time.monotonic() - started, os.getpid(),
              f"GPU {worker_info.physical_gpu_id}" if worker_info.gpu_id is not None else "cpu")
