@@ -116,7 +116,10 @@ def build_models(tmp):
     shutil.copytree(os.path.join(BENCH, "models", "noop"), noop)
     dirs["noop"] = noop
     mlp = os.path.join(tmp, "models", "mlp")
-    py = python_of("smserve") if os.path.exists(python_of("smserve")) else python_of("peer")
+    py = next((p for p in (python_of("smserve"), python_of("peer")) if os.path.exists(p)
+               and subprocess.run([p, "-c", "import torch"], capture_output=True).returncode == 0), None)
+    if py is None:
+        sys.exit("no venv with torch to build the MLP (.venv/pytorch or .venv/peer-mms)")
     out = json.loads(run_cmd([py, os.path.join(BENCH, "make_mlp.py"), mlp]).strip().splitlines()[-1])
     MODELS["mlp"]["expected"] = out["expected"]
     dirs["mlp"] = mlp
@@ -141,6 +144,14 @@ def session_pids(sid):
     return pids
 
 
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:160]
+    except OSError:
+        return "?"
+
+
 def rss_mb(pids):
     total = 0
     for p in pids:
@@ -162,6 +173,19 @@ def listening_addrs(pids):
     return addrs
 
 
+_HOST_OPT = None
+
+
+def smserve_has_host_option():
+    """Pass --host 127.0.0.1 when `smserve serve` has it (SageMaker images bind all interfaces)."""
+    global _HOST_OPT
+    if _HOST_OPT is None:
+        out = subprocess.run([os.path.join(SMSERVE_VENV, "bin", "smserve"), "serve", "--help"],
+                             capture_output=True, text=True).stdout
+        _HOST_OPT = "--host" in out
+    return _HOST_OPT
+
+
 class Server:
     def __init__(self, server, model, model_dir, workers, port, run_dir):
         self.server, self.model, self.workers, self.port = server, model, workers, port
@@ -175,7 +199,7 @@ class Server:
         if server == "smserve":
             env.update(SMSERVE_FAMILY="pytorch", SMSERVE_SKIP_REQUIREMENTS="true", SMSERVE_ACCESS_LOG="true")
             cmd = [os.path.join(SMSERVE_VENV, "bin", "smserve"), "serve", "--model-dir", model_dir,
-                   "--port", str(port)]
+                   "--port", str(port)] + (["--host", "127.0.0.1"] if smserve_has_host_option() else [])
         else:
             self.mms_files_before = set(f for f in os.listdir("/tmp") if f.startswith((".mms.sock", ".model_server.pid")))
             cmd = [python_of("peer"), os.path.join(BENCH, "peer_mms", "serve.py"), "--model-dir", model_dir,
@@ -261,6 +285,21 @@ def close(got, expected):
     return got == expected
 
 
+def keep_log(srv, started, why):
+    """Copy a failed cell's server logs to bench/results/<stamp>-logs/ (the run dir is temporary)."""
+    dst = os.path.join(BENCH, "results", started.strftime("%Y-%m-%dT%H%M%SZ") + "-logs",
+                       os.path.basename(srv.run_dir) + "-" + why)
+    os.makedirs(dst, exist_ok=True)
+    try:
+        srv.log_file.flush()
+    except ValueError:
+        pass
+    shutil.copy(srv.log_path, dst)
+    if os.path.isdir(os.path.join(srv.run_dir, "logs")):
+        shutil.copytree(os.path.join(srv.run_dir, "logs"), os.path.join(dst, "logs"), dirs_exist_ok=True)
+    log("    server logs kept in %s" % os.path.relpath(dst, ROOT))
+
+
 # ---------------------------------------------------------------- load
 
 def wrk(url, connections, duration, body, timeout_s=10):
@@ -318,6 +357,8 @@ def report(results, predict, checks):
             fmt(g(s, "rps"), 0), fmt(g(s, "p50_ms")), fmt(g(s, "p99_ms")),
             fmt(ratio(g(s, "rps"), g(p, "rps"))), fmt(ratio(g(s, "p99_ms"), g(p, "p99_ms"))),
             "-" if not p else p["errors"], "-" if not s else s["errors"]))
+        if (p and p["errors"]) or (s and s["errors"]):
+            lines[-1] += " <- errors: numbers not comparable"
     lines.append("")
     lines.append("Server overhead at 1 connection = e2e p50 - predict p50 (ms):")
     lines.append("")
@@ -334,13 +375,14 @@ def report(results, predict, checks):
             row += [fmt(c["load"]["p50_ms"], 3), fmt(c["overhead_p50_ms"], 3)] if c else ["-", "-"]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    lines.append("Start to first /ping 200 and to the first correct answer (s), RSS after the run (MB), leftovers after SIGTERM:")
+    lines.append("Start to first /ping 200 and to the first correct answer (s), processes in the server session, RSS after the run (MB), leftovers after SIGTERM:")
     lines.append("")
-    lines.append("| server | model | w | c | ping s | ready s | RSS MB | exit | processes left after SIGTERM |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append("| server | model | w | c | ping s | ready s | processes | RSS MB | exit | processes left after SIGTERM |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for r in sorted(results, key=lambda r: (r["server"], list(MODELS).index(r["model"]), r["workers"], r["connections"])):
-        lines.append("| %s | %s | %d | %d | %s | %s | %s | %s | %d |" % (
+        lines.append("| %s | %s | %d | %d | %s | %s | %d | %s | %s | %d |" % (
             r["server"], r["model"], r["workers"], r["connections"], fmt(r["ping_s"]), fmt(r["ready_s"]),
+            len(r["processes"]),
             fmt(r["rss_mb"], 0), r["stop"]["exit_code"], len(r["stop"]["leftover_pids"])))
     lines.append("")
     lines.append("Targets (no-op handler; ratios from issue 2 item 6, absolutes from peers.md §5):")
@@ -446,19 +488,28 @@ def main():
                         try:
                             ping_s, ready_s = s.wait_ready(MODELS[m]["body"], MODELS[m]["expected"])
                             pids = session_pids(s.sid)
+                            procs = [cmdline(p) for p in pids]
                             binds = listening_addrs(pids)
                             bad = [a for a in binds if not a.startswith(("127.0.0.1:", "[::ffff:127.0.0.1]:"))]
-                            if bad:
+                            if bad and srv == "peer":
                                 raise RuntimeError("%s listens beyond loopback: %s" % (srv, bad))
+                            if bad:  # smserve without a bind-address option: traffic stays on loopback
+                                log("    WARNING: %s listens on %s (no --host option); load is loopback only" % (srv, bad))
                             if warmup:
                                 wrk(s.url(""), c, warmup, MODELS[m]["body"])
                             load = summarize(wrk(s.url(""), c, duration, MODELS[m]["body"]))
                             rss = rss_mb(session_pids(s.sid))
+                        except Exception:
+                            keep_log(s, started, "failed")
+                            raise
                         finally:
                             stop = s.stop()
+                        if load["errors"]:
+                            keep_log(s, started, "errors")
                         pt = predict[(srv, m)]["p50_us"] / 1000
                         r = {"server": srv, "model": m, "workers": w, "connections": c, "port": port,
                              "ping_s": round(ping_s, 3), "ready_s": round(ready_s, 3), "listen": binds,
+                             "processes": procs,
                              "load": load, "predict_p50_ms": round(pt, 4),
                              "overhead_p50_ms": round(load["p50_ms"] - pt, 3) if c == 1 else None,
                              "rss_mb": round(rss, 1), "stop": stop}
