@@ -467,7 +467,7 @@ def main():
     ensure_setup(servers)
     tmp = tempfile.mkdtemp(prefix="smserve-bench-")
     started = datetime.datetime.now(datetime.timezone.utc)
-    results, predict = [], {}
+    results, predict, failures = [], {}, []
     try:
         dirs = build_models(tmp)
         for srv in servers:
@@ -499,11 +499,14 @@ def main():
                                 wrk(s.url(""), c, warmup, MODELS[m]["body"])
                             load = summarize(wrk(s.url(""), c, duration, MODELS[m]["body"]))
                             rss = rss_mb(session_pids(s.sid))
-                        except Exception:
+                        except Exception as e:  # noqa: BLE001 - record the cell, go on with the next one
                             keep_log(s, started, "failed")
-                            raise
-                        finally:
                             stop = s.stop()
+                            failures.append({"server": srv, "model": m, "workers": w, "connections": c,
+                                             "error": str(e), "stop": stop})
+                            log("    FAILED: %s" % e)
+                            continue
+                        stop = s.stop()
                         if load["errors"]:
                             keep_log(s, started, "errors")
                         pt = predict[(srv, m)]["p50_us"] / 1000
@@ -524,6 +527,9 @@ def main():
             log("kept %s" % tmp)
 
     checks = evaluate(results)
+    for f in failures:
+        checks.append({"name": "cell ran: %s %s w=%d c=%d" % (f["server"], f["model"], f["workers"], f["connections"]),
+                       "ok": False, "detail": f["error"][:300]})
     table = report(results, predict, checks)
     header = ("smserve benchmark %s, wrk -t1, %ds after %ds warm-up per cell, POST /invocations on 127.0.0.1\n"
               "peer = sagemaker-inference 1.10.1 on multi-model-server 1.1.11 (Java frontend)\n" % (
@@ -539,7 +545,7 @@ def main():
                    "models": {k: {"body": v["body"], "desc": v["desc"]} for k, v in MODELS.items() if k in models},
                    "environment": versions(),
                    "predict": [{"server": k[0], "model": k[1], **v} for k, v in predict.items()],
-                   "results": results, "checks": checks, "table_markdown": table}, f, indent=1)
+                   "results": results, "failures": failures, "checks": checks, "table_markdown": table}, f, indent=1)
     print("\nresults: %s" % os.path.relpath(path, ROOT))
     if os.environ.get("BENCH_STRICT") == "1" and any(c["ok"] is False for c in checks):
         return 1
