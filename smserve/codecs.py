@@ -6,6 +6,7 @@ import codecs as _stdlib_codecs
 import io
 import json
 import math
+import re
 import zipfile
 from typing import Any
 
@@ -81,6 +82,24 @@ def parse_json(text: str) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         pass
+    return _parse_json_stdlib(text)
+
+
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+
+
+def _lost_big_integer(array: np.ndarray, text: str) -> bool:
+    """True when orjson may have turned an integer outside int64/uint64 into a float (it does so silently,
+    where the standard library keeps the exact int): the decoded values must equal json.loads' (core §9.1)."""
+    kind = array.dtype.kind
+    if kind == "f":
+        return bool((np.abs(array) >= 2.0 ** 63).any())
+    if kind in "OU":
+        return _LONG_DIGITS.search(text) is not None
+    return False
+
+
+def _parse_json_stdlib(text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -93,14 +112,20 @@ def decode_json(body: bytes | str) -> np.ndarray:
     text = _as_text(body)
     if not text.strip():
         raise BadRequest("empty request body; application/json needs a JSON document")
-    return _array(parse_json(text), "JSON body")
+    array = _array(parse_json(text), "JSON body")
+    if _lost_big_integer(array, text):
+        array = _array(_parse_json_stdlib(text), "JSON body")
+    return array
 
 
 def decode_jsonlines(body: bytes | str) -> np.ndarray:
     lines = [line for line in _as_text(body).splitlines() if line.strip()]
     if not lines:
         raise BadRequest("empty request body; application/jsonlines needs one JSON value per line")
-    return _array([parse_json(line) for line in lines], "JSON Lines body")
+    array = _array([parse_json(line) for line in lines], "JSON Lines body")
+    if _lost_big_integer(array, "\n".join(lines)):
+        array = _array([_parse_json_stdlib(line) for line in lines], "JSON Lines body")
+    return array
 
 
 def decode_csv(body: bytes | str) -> np.ndarray:
@@ -116,6 +141,16 @@ def decode_csv(body: bytes | str) -> np.ndarray:
         raise BadRequest(f"CSV rows have different numbers of columns: {exc}") from None
 
 
+def _read_array_header(stream: io.BytesIO, version: tuple[int, int]) -> tuple:
+    """numpy has no public reader for 3.0 headers; its private one moved in numpy 2 (numpy.lib._format_impl)."""
+    reader = getattr(np.lib.format, "_read_array_header", None)
+    if reader is None:
+        from numpy.lib import _format_impl
+
+        reader = _format_impl._read_array_header
+    return reader(stream, version)
+
+
 def _check_npy_header(stream: io.BytesIO) -> None:
     start = stream.tell()
     try:
@@ -125,7 +160,7 @@ def _check_npy_header(stream: io.BytesIO) -> None:
         elif version == (2, 0):
             _, _, dtype = np.lib.format.read_array_header_2_0(stream)
         else:
-            _, _, dtype = np.lib.format._read_array_header(stream, version)  # 3.0: utf-8 header
+            _, _, dtype = _read_array_header(stream, version)  # 3.0: utf-8 header
     except ValueError as exc:
         raise BadRequest(f"malformed NPY data: {exc}") from None
     if dtype.hasobject:
