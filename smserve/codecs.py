@@ -69,10 +69,18 @@ def _as_text(body: bytes | str) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
+# numpy < 1.24 (the MXNet image pins 1.23) builds an object array with this warning where numpy >= 1.24
+# raises ValueError for ragged nested lists; both must give 400.
+_RAGGED_WARNING = getattr(getattr(np, "exceptions", np), "VisibleDeprecationWarning")
+
+
 def _array(value: Any, what: str) -> np.ndarray:
+    import warnings
     try:
-        return np.array(value)
-    except ValueError as exc:  # ragged nested lists
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", _RAGGED_WARNING)
+            return np.array(value)
+    except (ValueError, _RAGGED_WARNING) as exc:  # ragged nested lists
         raise BadRequest(f"{what} does not form a rectangular array: {exc}") from None
 
 
