@@ -74,9 +74,14 @@ def _as_text(body: bytes | str) -> str:
 _RAGGED_WARNING = getattr(getattr(np, "exceptions", np), "VisibleDeprecationWarning")
 
 
+_RAGGED_WARNS = np.lib.NumpyVersion(np.__version__) < "1.24.0"
+
+
 def _array(value: Any, what: str) -> np.ndarray:
-    import warnings
     try:
+        if not _RAGGED_WARNS:
+            return np.array(value)
+        import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("error", _RAGGED_WARNING)
             return np.array(value)
