@@ -1,4 +1,85 @@
-# smserve Makefile (minimal; other targets are added alongside).
+# smserve Makefile. Sections: variables · host virtual environments · engine, base and images ·
+# demo · tests · benchmark. Every target is safe to re-run (venvs, base image and layers are reused).
+
+# ---------------------------------------------------------------------------
+# Variables
+# ---------------------------------------------------------------------------
+PYTHON      ?= python3.11
+HOSTPY      ?= python3
+FAMILY      ?= pytorch
+VARIANT     ?= cpu
+BUILD_FLAGS ?=
+PYTEST_ARGS ?=
+TORCH_SPEC  ?= torch==2.13.0+cpu
+VENV_PT      = .venv/pytorch
+VENV_MX      = .venv/mxnet
+
+# ---------------------------------------------------------------------------
+# Host virtual environments (.venv/<family>): one lock per family environment
+# (mxnet needs numpy 1.23, pytorch numpy 2). The stamp file makes them incremental.
+# ---------------------------------------------------------------------------
+.PHONY: venv-pytorch venv-mxnet
+venv-pytorch: $(VENV_PT)/.installed
+venv-mxnet: $(VENV_MX)/.installed
+
+$(VENV_PT)/.installed: requirements/core.txt requirements/pytorch.txt requirements/test.txt pyproject.toml
+	test -x $(VENV_PT)/bin/python || $(PYTHON) -m venv $(VENV_PT)
+	$(VENV_PT)/bin/python -m pip install -q -r requirements/pytorch.txt -r requirements/test.txt "$(TORCH_SPEC)"
+	$(VENV_PT)/bin/python -m pip install -q -e . --no-deps
+	touch $@
+
+$(VENV_MX)/.installed: requirements/core.txt requirements/mxnet.txt requirements/test.txt pyproject.toml
+	test -x $(VENV_MX)/bin/python || $(PYTHON) -m venv $(VENV_MX)
+	$(VENV_MX)/bin/python -m pip install -q -r requirements/mxnet.txt -r requirements/test.txt
+	$(VENV_MX)/bin/python -m pip install -q -e . --no-deps
+	touch $@
+
+# ---------------------------------------------------------------------------
+# Engine, base image and images (images.md §5). No registry: the base is
+# bootstrapped with debootstrap; builds use the classic builder and --network host.
+#   make image FAMILY=pytorch VARIANT=cpu     one matrix row (docker/matrix.toml)
+#   make images                               every `ready` row
+#   make images-list                          the matrix with statuses and tags
+#   BUILD_FLAGS="--stub" / "--neuron-dir DIR" for inf1 rows, "--no-cache" to rebuild
+# ---------------------------------------------------------------------------
+.PHONY: engine base image images images-list
+engine:
+	scripts/engine.sh
+
+base: engine
+	scripts/bootstrap-base.sh
+
+image: base
+	$(HOSTPY) scripts/build_image.py --family $(FAMILY) --variant $(VARIANT) $(BUILD_FLAGS)
+
+images: base
+	$(HOSTPY) scripts/build_image.py --all $(BUILD_FLAGS)
+
+images-list:
+	@$(HOSTPY) scripts/build_image.py --list
+
+# ---------------------------------------------------------------------------
+# Demo: engine + base + PyTorch cpu image, example model.tar.gz served by the
+# container, JSON and NPY invocations, timings (README "Images").
+# ---------------------------------------------------------------------------
+.PHONY: demo
+demo: venv-pytorch engine
+	$(VENV_PT)/bin/python scripts/demo.py
+
+# ---------------------------------------------------------------------------
+# Tests. test-host: the serving core on the host. test-container: the images.md
+# checklist and the server contract against the built PyTorch cpu image
+# (with CI=true a missing engine fails instead of skipping).
+# ---------------------------------------------------------------------------
+.PHONY: test test-host test-container
+test: test-host test-container
+
+test-host: venv-pytorch
+	$(VENV_PT)/bin/python -m pytest tests/host $(PYTEST_ARGS)
+
+test-container: venv-pytorch
+	$(MAKE) image FAMILY=pytorch VARIANT=cpu
+	$(VENV_PT)/bin/python -m pytest tests/container -v $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------------------
 # Benchmark: smserve vs sagemaker-inference 1.10.1 on Multi Model Server 1.1.11
