@@ -155,7 +155,10 @@ class PyTorchDefaults:
         """Place and switch to eval mode once at load, not per request (pytorch.md §2.3)."""
         if default_predict and hasattr(model, "to") and hasattr(model, "eval"):
             model = model.to(self.device)
-            model.eval()
+            try:
+                model.eval()
+            except NotImplementedError:  # torch.export modules: mode fixed at export, eval() unsupported
+                pass
         self.float_dtype = model_float_dtype(model)
         return model
 
