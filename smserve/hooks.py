@@ -55,8 +55,14 @@ def _signature_error(name: str, fn: Callable, sig: inspect.Signature | str, why:
         f"{name}({args}) or {name}({args}, context) (exactly {n} or {n + 1} positional parameters)")
 
 
-def bind(name: str, fn: Callable, rule: str = CONTEXT_BY_ARITY) -> Hook:
-    """Return hook(*args, context) that calls `fn` with or without the context, as its signature asks."""
+def bind(name: str, fn: Callable, rule: str = CONTEXT_BY_ARITY, model_keyword: bool = False) -> Hook:
+    """Return hook(*args, context) that calls `fn` with or without the context, as its signature asks.
+
+    model_keyword (a family declaration, `Family.model_keyword_hooks`): a parameter literally named
+    `model` after the hook's n positional ones is not counted; it receives the loaded model as a keyword
+    argument. The returned hook then has the call shape hook(*args, context, model=...) and the attribute
+    `wants_model`; ScriptHandler closes over the model once it is loaded (MXNet Module input_fn contract,
+    mxnet.md §4.1)."""
     if not callable(fn):
         raise StartupError(f"{name} in the user module is a {type(fn).__name__}, not a function")
     n = HOOK_ARITY[name]
@@ -66,9 +72,17 @@ def bind(name: str, fn: Callable, rule: str = CONTEXT_BY_ARITY) -> Hook:
         return without_context(fn, n)  # builtins without a signature: the toolkit contract, n arguments
     positional = [p for p in sig.parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    model_param = None
+    if model_keyword:
+        model_param = next((p for i, p in enumerate(positional) if p.name == "model" and i >= n
+                            and p.kind is p.POSITIONAL_OR_KEYWORD), None)
+        if model_param is None:
+            model_param = next((p for p in sig.parameters.values()
+                                if p.name == "model" and p.kind is p.KEYWORD_ONLY), None)
+        positional = [p for p in positional if p is not model_param]
     has_varargs = any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values())
     kwonly_required = [p.name for p in sig.parameters.values()
-                       if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+                       if p.kind is p.KEYWORD_ONLY and p.default is p.empty and p is not model_param]
     if kwonly_required:
         raise _signature_error(name, fn, sig, f"keyword-only parameter without default: {', '.join(kwonly_required)}")
     count = len(positional)
@@ -83,9 +97,22 @@ def bind(name: str, fn: Callable, rule: str = CONTEXT_BY_ARITY) -> Hook:
     if required > n + (1 if takes_context else 0):
         raise _signature_error(name, fn, sig, f"{required} required parameters")
 
+    if model_param is not None:
+        return _with_model(fn, n, takes_context)
     if takes_context:
         return fn  # hook(*args, context) is exactly fn's call shape
     return without_context(fn, n)
+
+
+def _with_model(fn: Callable, n: int, takes_context: bool) -> Hook:
+    if takes_context:
+        def hook(*args, model):
+            return fn(*args, model=model)
+    else:
+        def hook(*args, model):
+            return fn(*args[:n], model=model)
+    hook.wants_model = True  # type: ignore[attr-defined]
+    return hook
 
 
 def without_context(fn: Callable, n: int) -> Hook:

@@ -51,12 +51,17 @@ def default_output_fn(defaults: Defaults) -> Callable[[Any, str], tuple[bytes, s
 StageObserver = Callable[[str, float], None]
 
 
+def _close_over_model(hook: Callable, model: Any) -> Callable:
+    return lambda a, b, context: hook(a, b, context, model=model)
+
+
 class ScriptHandler:
     """Runs one model in one worker: loads it once, then serves requests through the hooks."""
 
     def __init__(self, defaults: Defaults, user: UserHooks, worker: WorkerInfo, *,
                  context_rule: str = CONTEXT_BY_ARITY, observe: StageObserver | None = None,
-                 metrics_sink=None, warn: Callable[[str], None] = lambda msg: None):
+                 metrics_sink=None, warn: Callable[[str], None] = lambda msg: None,
+                 model_keyword_hooks: tuple[str, ...] = ()):
         self.defaults = defaults
         self.worker = worker
         self.observe = observe or (lambda stage, seconds: None)
@@ -67,7 +72,7 @@ class ScriptHandler:
 
         def pick(name: str, default: Callable | None) -> Callable | None:
             if name in fns:
-                return bind(name, fns[name], context_rule)
+                return bind(name, fns[name], context_rule, model_keyword=name in model_keyword_hooks)
             if default is None:
                 return None
             return without_context(default, HOOK_ARITY[name])  # defaults never get the context
@@ -91,6 +96,10 @@ class ScriptHandler:
             self.pre_model_fn(model_dir, context)
         model = self.model_fn(model_dir, context)
         self.model = self.defaults.prepare_model(model, self.uses_default_predict)
+        for name in ("input_fn", "output_fn"):  # hooks bound with a `model` keyword (Family.model_keyword_hooks)
+            hook = getattr(self, name)
+            if getattr(hook, "wants_model", False):
+                setattr(self, name, _close_over_model(hook, self.model))
         if self.model_warmup_fn:
             self.model_warmup_fn(model_dir, self.model, context)
 

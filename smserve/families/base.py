@@ -35,6 +35,9 @@ class Family:
     constraint_reason: str = ""
     thread_env: tuple[tuple[str, str], ...] = ()  # extra per-worker variables set unless the user set them
     footprint_mb: int = 100  # memory per worker before the model, for the worker-count memory cap
+    # hooks whose parameter literally named `model` (after the positional ones) receives the loaded model as a
+    # keyword argument instead of being counted for the context rule (MXNet Module input_fn, mxnet.md §4.1)
+    model_keyword_hooks: tuple[str, ...] = ()
 
     def framework_version(self) -> str:
         try:
@@ -52,7 +55,8 @@ class Family:
         from ..pipeline import ScriptHandler
 
         return ScriptHandler(self.defaults(settings, worker), UserHooks.from_module(module), worker,
-                             context_rule=self.context_rule, observe=observe, metrics_sink=metrics_sink, warn=warn)
+                             context_rule=self.context_rule, observe=observe, metrics_sink=metrics_sink, warn=warn,
+                             model_keyword_hooks=self.model_keyword_hooks)
 
     def defaults(self, settings: Settings, worker: WorkerInfo) -> Any:
         raise NotImplementedError
