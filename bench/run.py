@@ -152,6 +152,57 @@ def cmdline(pid):
         return "?"
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_busy_s():
+    """Busy CPU seconds of the whole machine (all cores), from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return (sum(v[:8]) - idle) / TICK
+
+
+def procs_cpu_s(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (stat fields 14, 15)
+        except OSError:
+            pass
+    return total / TICK
+
+
+class CpuWatch:
+    """How much CPU the rest of the machine used while a cell was measured (noise indicator)."""
+
+    def __init__(self, pids):
+        import resource
+
+        self.resource = resource
+        self.pids = pids
+        self.t0 = time.monotonic()
+        self.busy0 = cpu_busy_s()
+        self.srv0 = procs_cpu_s(pids)
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        self.kids0 = ru.ru_utime + ru.ru_stime + me.ru_utime + me.ru_stime
+
+    def stop(self):
+        wall = time.monotonic() - self.t0
+        busy = cpu_busy_s() - self.busy0
+        srv = procs_cpu_s(self.pids) - self.srv0
+        ru = self.resource.getrusage(self.resource.RUSAGE_CHILDREN)
+        me = self.resource.getrusage(self.resource.RUSAGE_SELF)
+        kids = ru.ru_utime + ru.ru_stime + me.ru_utime + me.ru_stime - self.kids0
+        ncpu = os.cpu_count() or 1
+        return {"server_cpu_pct": round(100 * srv / wall, 1), "wrk_cpu_pct": round(100 * kids / wall, 1),
+                "other_cpu_pct": round(100 * max(0.0, busy - srv - kids) / wall, 1),
+                "machine_busy_pct": round(100 * busy / (wall * ncpu), 1)}
+
+
 def rss_mb(pids):
     total = 0
     for p in pids:
@@ -347,18 +398,24 @@ def report(results, predict, checks):
     keys = sorted({(r["model"], r["workers"], r["connections"]) for r in results},
                   key=lambda k: (list(MODELS).index(k[0]), k[1], k[2]))
     lines.append("| model | w | c | peer req/s | peer p50 | peer p99 | smserve req/s | smserve p50 | smserve p99 "
-                 "| req/s ratio | p99 ratio | errors peer/smserve |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+                 "| req/s ratio | p99 ratio | errors peer/smserve | other CPU % peer/smserve |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for k in keys:
         p, s = cells.get(k + ("peer",), {}).get("load"), cells.get(k + ("smserve",), {}).get("load")
         g = lambda d, f: None if not d else d[f]  # noqa: E731
-        lines.append("| %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |" % (
+        oc = lambda d: "-" if not d or "cpu" not in d else "%.0f" % d["cpu"]["other_cpu_pct"]  # noqa: E731
+        lines.append("| %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s | %s/%s |" % (
             k[0], k[1], k[2], fmt(g(p, "rps"), 0), fmt(g(p, "p50_ms")), fmt(g(p, "p99_ms")),
             fmt(g(s, "rps"), 0), fmt(g(s, "p50_ms")), fmt(g(s, "p99_ms")),
             fmt(ratio(g(s, "rps"), g(p, "rps"))), fmt(ratio(g(s, "p99_ms"), g(p, "p99_ms"))),
-            "-" if not p else p["errors"], "-" if not s else s["errors"]))
+            "-" if not p else p["errors"], "-" if not s else s["errors"], oc(p), oc(s)))
         if (p and p["errors"]) or (s and s["errors"]):
             lines[-1] += " <- errors: numbers not comparable"
+    noisy = [r for r in results if r["load"].get("cpu", {}).get("other_cpu_pct", 0) > 10]
+    if noisy:
+        lines.append("")
+        lines.append("WARNING: %d cells ran while other processes used > 10%% CPU (column 'other CPU %%'); "
+                     "rerun on an idle machine before quoting them." % len(noisy))
     lines.append("")
     lines.append("Server overhead at 1 connection = e2e p50 - predict p50 (ms):")
     lines.append("")
@@ -497,7 +554,9 @@ def main():
                                 log("    WARNING: %s listens on %s (no --host option); load is loopback only" % (srv, bad))
                             if warmup:
                                 wrk(s.url(""), c, warmup, MODELS[m]["body"])
+                            watch = CpuWatch(session_pids(s.sid))
                             load = summarize(wrk(s.url(""), c, duration, MODELS[m]["body"]))
+                            load["cpu"] = watch.stop()
                             rss = rss_mb(session_pids(s.sid))
                         except Exception as e:  # noqa: BLE001 - record the cell, go on with the next one
                             keep_log(s, started, "failed")
@@ -517,9 +576,11 @@ def main():
                              "overhead_p50_ms": round(load["p50_ms"] - pt, 3) if c == 1 else None,
                              "rss_mb": round(rss, 1), "stop": stop}
                         results.append(r)
-                        log("    %.0f req/s  p50 %.2f ms  p99 %.2f ms  errors %d  (ready %.2fs, RSS %.0f MB, left %d)" % (
-                            load["rps"], load["p50_ms"], load["p99_ms"], load["errors"], ready_s, rss,
-                            len(stop["leftover_pids"])))
+                        log("    %.0f req/s  p50 %.2f ms  p99 %.2f ms  errors %d  (ready %.2fs, RSS %.0f MB, left %d; "
+                            "CPU%% server %.0f wrk %.0f other %.0f)" % (
+                                load["rps"], load["p50_ms"], load["p99_ms"], load["errors"], ready_s, rss,
+                                len(stop["leftover_pids"]), load["cpu"]["server_cpu_pct"], load["cpu"]["wrk_cpu_pct"],
+                                load["cpu"]["other_cpu_pct"]))
     finally:
         if os.environ.get("BENCH_KEEP_TMP") != "1":
             shutil.rmtree(tmp, ignore_errors=True)
