@@ -87,8 +87,9 @@ cleanup() {
 trap cleanup EXIT
 
 # Runtime libraries the wheels need (verified with ldd over site-packages in the images):
-#   libgomp1 (torch, scipy via OpenMP), libstdc++6/libgcc-s1 (C++ wheels), tini (PID 1).
-PKGS="python3.11,python3.11-venv,python3-distutils,ca-certificates,libgomp1,libstdc++6,libgcc-s1,tini"
+#   libgomp1 (torch, scipy via OpenMP), libstdc++6/libgcc-s1 (C++ wheels), libgfortran5 +
+#   libquadmath0 (mxnet 1.9.1: libmxnet.so links them, not bundled in the wheel), tini (PID 1).
+PKGS="python3.11,python3.11-venv,python3-distutils,ca-certificates,libgomp1,libstdc++6,libgcc-s1,libgfortran5,libquadmath0,tini"
 say "debootstrap --variant=minbase $SUITE (+ $PKGS) ..."
 t0=$(date +%s)
 debootstrap --variant=minbase --include="$PKGS" "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \

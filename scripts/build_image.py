@@ -314,7 +314,9 @@ def build_row(matrix: dict, row: dict, args) -> int:
         "CREATED": created,
         "SOURCE_URL": os.environ.get("SMSERVE_SOURCE_URL", SOURCE_URL),
     }
-    if not is_inf1:
+    if is_inf1:
+        build_args = {"BASE_IMAGE": base}
+    else:
         build_args["REQUIREMENTS"] = fam["pins"]
         build_args["FRAMEWORK_SPEC"] = row.get("framework_spec", "")
     build_args.update(row.get("build_args", {}))
