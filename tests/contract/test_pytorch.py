@@ -539,9 +539,7 @@ def test_pytorch_24_json_equals_aws_output(mlp_server):
     assert response.headers["Content-Type"].split(";")[0] == "application/json"
     with torch.no_grad():
         aws = json.loads(json.dumps(mlp_server.module(torch.FloatTensor(x)).cpu().numpy().tolist()))
-    got = response.json()
-    assert np.allclose(np.array(got), np.array(aws), rtol=0, atol=1e-6)
-    assert [len(row) for row in got] == [len(row) for row in aws]
+    assert response.json() == aws  # same float32 computation, printed as float64 values like AWS
 
 
 def test_pytorch_25_csv_1d_one_value_per_line(mlp_server):
@@ -790,13 +788,17 @@ def test_pytorch_38_nested_model_dir_served_with_warning(serve, tmp_path):
 
 
 COMPILE_PROBE = '''
-import torch
+import json
+
+SEEN = {}
 
 
-def predict_fn(data, model):
-    with torch.inference_mode():
-        y = model(data)
-    return {"model_type": type(model).__name__, "y": y.tolist()}
+def model_warmup_fn(model_dir, model):
+    SEEN["model_type"] = type(model).__name__
+
+
+def output_fn(prediction, accept):  # default input_fn and predict_fn stay in use
+    return json.dumps({"model_type": SEEN["model_type"], "y": prediction.tolist()}), "application/json"
 '''
 
 
