@@ -112,9 +112,9 @@ class Server:
             if self.poll() is not None:
                 raise RuntimeError(f"server exited with {self.exit_code} before ready\n{self.logs()}")
             try:
-                if self.session.get(self.url + "/ping", timeout=2).status_code == 200:
+                if self.session.get(self.url + "/ping", timeout=5).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused before bind, or slow while a worker imports its framework
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"server not ready within {timeout} s\n{self.logs()}")
