@@ -1,0 +1,247 @@
+"""images.md §6 checklist: what the built image contains (no server needed).
+
+Each test names its checklist item: test_images_<n>_... is images.md §6 item n.
+"""
+from __future__ import annotations
+
+import configparser
+import glob
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from .conftest import REPO, docker, run_in, sh
+
+pytestmark = pytest.mark.container
+
+OCI = ("title", "version", "revision", "created", "source", "licenses", "description")
+SMSERVE = ("family", "variant", "framework", "framework-version", "python", "os")
+
+
+def test_images_1_capability_labels(labels):
+    assert labels.get("com.amazonaws.sagemaker.capabilities.accept-bind-to-port") == "true"
+    assert labels.get("com.amazonaws.sagemaker.capabilities.multi-models") == "true"
+
+
+def test_images_2_cpu_image_has_no_cuda_label(labels):
+    # GPU images carry the label; the cpu image must not claim a CUDA version.
+    if labels.get("ai.smserve.variant") == "gpu":
+        assert labels.get("com.amazonaws.sagemaker.inference.cuda.verified_versions")
+    else:
+        assert "com.amazonaws.sagemaker.inference.cuda.verified_versions" not in labels
+        assert labels.get("ai.smserve.cuda") == "none"
+
+
+def test_images_3_oci_and_smserve_labels(labels):
+    missing = [f"org.opencontainers.image.{k}" for k in OCI if not labels.get(f"org.opencontainers.image.{k}")]
+    missing += [f"ai.smserve.{k}" for k in SMSERVE if not labels.get(f"ai.smserve.{k}")]
+    assert not missing, missing
+    assert labels["ai.smserve.family"] == "pytorch"
+    assert labels["ai.smserve.variant"] == "cpu"
+    assert labels["ai.smserve.framework"] == "torch"
+    assert labels["ai.smserve.framework-version"] == "2.13.0"
+    assert labels["ai.smserve.python"] == "3.11"
+    assert labels["ai.smserve.os"] == "debian-12"
+    assert not [k for k in labels if k.startswith("com.amazonaws.ml.engines.sagemaker.dlc")]
+
+
+def test_images_4_python_311(image):
+    r = run_in(image, "python", "--version")
+    assert r.returncode == 0, r.stderr
+    assert re.match(r"Python 3\.11\.\d+", r.stdout.strip()), r.stdout
+    r = run_in(image, "python", "-c", "import sys; print(sys.prefix, sys.executable)")
+    assert r.stdout.split() == ["/opt/smserve/venv", "/opt/smserve/venv/bin/python"], r.stdout
+
+
+def test_images_5_entrypoint_and_cmd(inspect):
+    cfg = inspect["Config"]
+    assert cfg["Entrypoint"] == ["/usr/local/bin/smserve-entrypoint"]
+    assert cfg["Cmd"] == ["serve"]
+    assert "8080/tcp" in (cfg.get("ExposedPorts") or {})
+
+
+def test_images_3_env(inspect):
+    env = dict(e.split("=", 1) for e in inspect["Config"]["Env"])
+    assert env["PATH"].split(":")[0] == "/opt/smserve/venv/bin"
+    for k, v in {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "LANG": "C.UTF-8", "TEMP": "/tmp",
+                 "TMPDIR": "/tmp", "SAGEMAKER_SERVING_MODULE": "smserve.serving:main",
+                 "SMSERVE_FAMILY": "pytorch", "SMSERVE_VARIANT": "cpu"}.items():
+        assert env.get(k) == v, (k, env.get(k))
+    assert "PIP_CONFIG_FILE" not in env
+
+
+def test_images_6_serve_on_path(image):
+    r = sh(image, "test -x /usr/local/bin/serve && test -x /usr/local/bin/smserve-entrypoint && command -v serve "
+                  "&& command -v smserve && command -v tini")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_images_7_no_java_nginx_compilers(image):
+    tools = ["java", "javac", "nginx", "gcc", "cc", "c++", "g++", "clang", "make", "ld", "as"]
+    r = sh(image, " ; ".join(f"command -v {t} || true" for t in tools)
+           + " ; find /usr/lib/jvm /usr/include -type f 2>/dev/null | head -5 || true")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "", f"present in the runtime image: {r.stdout}"
+
+
+def test_images_8_no_caches_lists_or_build_credentials(image):
+    script = r"""
+    found=""
+    for p in /root/.cache/pip /root/.cache /var/cache/apt/archives/*.deb /var/cache/apt/*.bin /tmp/smserve-build \
+             /etc/pip.conf /etc/xdg/pip /root/.config/pip /root/.pip /opt/smserve/pip.conf; do
+      [ -e "$p" ] && found="$found $p"
+    done
+    ls /var/lib/apt/lists 2>/dev/null | grep -v -e '^partial$' -e '^lock$' | sed 's|^|/var/lib/apt/lists/|'
+    echo "$found"
+    find / -xdev \( -name pip.conf -o -name 'ca-bundle.crt' -o -name 'constraints.txt' -o -name '*.whl' \
+         -o -path '*/context-extra*' \) -not -path '/proc/*' 2>/dev/null
+    """
+    r = sh(image, script)
+    assert r.returncode == 0, r.stderr
+    leftovers = r.stdout.split()
+    # pip's and setuptools' own vendored wheels (ensurepip) are part of Python, not build inputs.
+    leftovers = [p for p in leftovers if not p.startswith(("/usr/share/python-wheels/", "/usr/lib/python3"))]
+    assert leftovers == [], leftovers
+
+
+def _host_index_names() -> set[str]:
+    """Package-index and mirror host names configured on the build host (apt sources, pip config)."""
+    names: set[str] = set()
+    for f in glob.glob("/etc/apt/sources.list") + glob.glob("/etc/apt/sources.list.d/*"):
+        try:
+            text = Path(f).read_text()
+        except OSError:
+            continue
+        for url in re.findall(r"\b(?:https?|ftp)://[^\s\]]+", text):
+            host = urlsplit(url).hostname
+            if host:
+                names.add(host)
+    out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
+    for url in re.findall(r"https?://[^\s']+", out):
+        if urlsplit(url).hostname:
+            names.add(urlsplit(url).hostname)
+    m = re.search(r"trusted-host='([^']*)'", out)
+    if m:
+        names.update(m.group(1).split())
+    # pip's built-in default index is part of pip itself, not host configuration.
+    names -= {"pypi.org", "files.pythonhosted.org"}
+    return names
+
+
+def test_images_9_no_index_or_mirror_host_names(image):
+    names = sorted(_host_index_names())
+    if not names:
+        pytest.skip("the build host configures no package-index or mirror host name")
+    pattern = " ".join(f"-e {n}" for n in names)
+    r = sh(image, f"grep -rIlF {pattern} /etc /opt/smserve 2>/dev/null; true", timeout=600)
+    assert r.stdout.strip() == "", f"host names {names} found in: {r.stdout}"
+
+
+def test_images_10_pip_check(image):
+    r = run_in(image, "python", "-m", "pip", "check")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "No broken requirements found" in r.stdout
+
+
+def test_images_11_ldd_site_packages(image):
+    # Libraries that auditwheel bundles in <pkg>.libs/ have no RPATH of their own; at run time the loader
+    # finds their siblings through the extension module's RPATH ($ORIGIN/../<pkg>.libs). ldd on such a
+    # library alone therefore gets that directory on LD_LIBRARY_PATH, mirroring the real load.
+    script = ("find /opt/smserve/venv/lib/python3.11/site-packages -name '*.so*' -type f "
+              "| while read -r f; do d=$(dirname \"$f\"); "
+              "case \"$d\" in *.libs) out=$(LD_LIBRARY_PATH=\"$d\" ldd \"$f\" 2>&1) || true;; "
+              "*) out=$(ldd \"$f\" 2>&1) || true;; esac; "
+              "echo \"$out\" | grep -q 'not found' && echo \"$f: $(echo \"$out\" | grep 'not found' | tr -s ' \\t' ' ')\"; "
+              "done; true")
+    r = sh(image, script, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "", r.stdout
+
+
+def test_images_12_torch_cpu_build(image):
+    r = run_in(image, "python", "-c", "import torch; print(torch.__version__, torch.version.cuda)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["2.13.0+cpu", "None"]
+
+
+def test_images_5_2_import_smoke_without_network(image):
+    # images.md §5.5: framework and smserve import with networking disabled (run_in uses --network none).
+    r = run_in(image, "python", "-c", "import smserve, smserve.server, torch, numpy, scipy; print('ok')")
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_images_16_size_within_budget(inspect):
+    import tomllib
+
+    matrix = tomllib.loads((REPO / "docker" / "matrix.toml").read_text())
+    row = next(r for r in matrix["rows"] if r["family"] == "pytorch" and r["variant"] == "cpu")
+    size = inspect["Size"]
+    assert size <= row["size_budget_mb"] * 1_000_000, f"{size / 1e6:.0f} MB > {row['size_budget_mb']} MB"
+    assert size <= matrix["defaults"]["hard_limit_mb"] * 1024 * 1024
+
+
+def test_images_20_license_notices(image):
+    r = sh(image, "ls /usr/share/licenses/smserve; grep -c '^  License:' "
+                  "/usr/share/licenses/smserve/THIRD_PARTY_NOTICES.txt; "
+                  "grep -A1 -E '^(torch|numpy|smserve) ' /usr/share/licenses/smserve/THIRD_PARTY_NOTICES.txt; "
+                  "head -3 /usr/share/licenses/smserve/LICENSE")
+    assert r.returncode == 0, r.stderr
+    assert "LICENSE" in r.stdout and "THIRD_PARTY_NOTICES.txt" in r.stdout and "third-party" in r.stdout
+    assert "Apache License" in r.stdout
+    for pkg in ("torch", "numpy", "smserve"):
+        assert re.search(rf"^{pkg} \S+\n  License: \S", r.stdout, re.M), (pkg, r.stdout)
+
+
+def test_images_3_bytecode_compiled_and_dirs(image):
+    # site-packages compiled at build time; /opt/ml/model empty; /opt/ml/errors world-writable.
+    r = sh(image, "ls /opt/smserve/venv/lib/python3.11/site-packages/torch/__pycache__/__init__.cpython-311.pyc "
+                  "/opt/smserve/venv/lib/python3.11/site-packages/smserve/__pycache__/server.cpython-311.pyc "
+                  "&& test -z \"$(ls -A /opt/ml/model)\" && stat -c %a /opt/ml/errors")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().splitlines()[-1] in ("777", "1777")
+
+
+def test_images_21_pinned_package_list(image):
+    """Same inputs → same package list: every lock-file pin is what the image holds (a full rebuild with
+    SOURCE_DATE_EPOCH and a package-list diff is `make image BUILD_FLAGS=--no-cache` + this test)."""
+    pins: dict[str, str] = {}
+    for f in ("requirements/core.txt", "requirements/pytorch.txt"):
+        for line in (REPO / f).read_text().splitlines():
+            m = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;#]+)", line.strip())
+            if m:
+                pins[m.group(1).lower().replace("_", "-")] = m.group(2)
+    pins["torch"] = "2.13.0+cpu"
+    r = run_in(image, "python", "-m", "pip", "list", "--format=freeze")
+    assert r.returncode == 0, r.stderr
+    have = {}
+    for line in r.stdout.splitlines():
+        name, _, ver = line.partition("==")
+        have[name.lower().replace("_", "-")] = ver
+    wrong = {k: (v, have.get(k)) for k, v in pins.items() if have.get(k) != v}
+    assert not wrong, wrong
+
+
+def test_images_22_classic_builder_dockerfiles():
+    files = sorted((REPO / "docker").glob("Dockerfile*"))
+    assert files
+    for f in files:
+        text = f.read_text()
+        assert not re.search(r"^\s*#\s*syntax\s*=", text, re.M | re.I), f
+        assert not re.search(r"^\s*RUN\s+--mount", text, re.M), f
+        assert not re.search(r"<<-?\s*['\"]?[A-Z]+", text), f"heredoc in {f}"
+
+
+def test_images_23_base_bootstrapped_and_imported(image):
+    base = docker("image", "inspect", "-f", "{{json .RepoDigests}} {{.Comment}}", "smserve-base:bookworm")
+    digests, _, comment = base.stdout.strip().partition(" ")
+    assert digests in ("[]", "null"), f"base image came from a registry: {digests}"
+    assert "debootstrap" in comment, comment
+    # the runtime image's bottom layer is the base's layer
+    base_layers = docker("image", "inspect", "-f", "{{json .RootFS.Layers}}", "smserve-base:bookworm").stdout
+    img_layers = docker("image", "inspect", "-f", "{{json .RootFS.Layers}}", image).stdout
+    assert base_layers.strip().strip("[]").split(",")[0] == img_layers.strip().strip("[]").split(",")[0]
+    assert (REPO / "build" / "base" / "dpkg-l.txt").is_file()
