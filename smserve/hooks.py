@@ -73,12 +73,15 @@ def bind(name: str, fn: Callable, rule: str = CONTEXT_BY_ARITY, model_keyword: b
     positional = [p for p in sig.parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     model_param = None
+    model_index = len(positional)
     if model_keyword:
         model_param = next((p for i, p in enumerate(positional) if p.name == "model" and i >= n
                             and p.kind is p.POSITIONAL_OR_KEYWORD), None)
         if model_param is None:
             model_param = next((p for p in sig.parameters.values()
                                 if p.name == "model" and p.kind is p.KEYWORD_ONLY), None)
+        else:
+            model_index = positional.index(model_param)
         positional = [p for p in positional if p is not model_param]
     has_varargs = any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values())
     kwonly_required = [p.name for p in sig.parameters.values()
@@ -98,19 +101,21 @@ def bind(name: str, fn: Callable, rule: str = CONTEXT_BY_ARITY, model_keyword: b
         raise _signature_error(name, fn, sig, f"{required} required parameters")
 
     if model_param is not None:
-        return _with_model(fn, n, takes_context)
+        after = [p.name for p in positional[model_index:]]  # passed by name: `model` sits before them
+        return _with_model(fn, n, takes_context, model_index, after)
     if takes_context:
         return fn  # hook(*args, context) is exactly fn's call shape
     return without_context(fn, n)
 
 
-def _with_model(fn: Callable, n: int, takes_context: bool) -> Hook:
-    if takes_context:
-        def hook(*args, model):
-            return fn(*args, model=model)
-    else:
-        def hook(*args, model):
-            return fn(*args[:n], model=model)
+def _with_model(fn: Callable, n: int, takes_context: bool, index: int, after: list[str]) -> Hook:
+    count = n + 1 if takes_context else n
+
+    def hook(*args, model):
+        args = args[:count]
+        if after:
+            return fn(*args[:index], model=model, **dict(zip(after, args[index:])))
+        return fn(*args, model=model)
     hook.wants_model = True  # type: ignore[attr-defined]
     return hook
 

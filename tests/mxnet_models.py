@@ -1,0 +1,133 @@
+"""Real MXNet models for the MXNet family tests (spec mxnet.md §9 archive layouts), built with mxnet 1.9.1.
+
+Only the MXNet test modules import this file (the mxnet venv has numpy 1.23 and no torch).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon
+
+from .models import write_code
+
+IN_UNITS, HIDDEN, OUT_UNITS = 4, 8, 3
+
+
+class MLP(gluon.HybridBlock):
+    """4 → 8 (relu) → 3; the network the Gluon model_fn scripts rebuild too (same class source below)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.hidden = gluon.nn.Dense(HIDDEN, activation="relu", in_units=IN_UNITS)
+            self.out = gluon.nn.Dense(OUT_UNITS, in_units=HIDDEN)
+
+    def hybrid_forward(self, F, x):
+        return self.out(self.hidden(x))
+
+
+class TwoHeads(gluon.HybridBlock):
+    """Two outputs of different widths (3 and 2): Module.predict returns a list of two NDArrays."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.hidden = gluon.nn.Dense(HIDDEN, activation="relu", in_units=IN_UNITS)
+            self.a = gluon.nn.Dense(3, in_units=HIDDEN)
+            self.b = gluon.nn.Dense(2, in_units=HIDDEN)
+
+    def hybrid_forward(self, F, x):
+        h = self.hidden(x)
+        return self.a(h), self.b(h)
+
+
+class TwoInputs(gluon.HybridBlock):
+    """Two data inputs (x: 4 wide, y: 2 wide) concatenated: a multi-input Module."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.out = gluon.nn.Dense(OUT_UNITS, in_units=6)
+
+    def hybrid_forward(self, F, x, y):
+        return self.out(F.concat(x, y, dim=1))
+
+
+def _ready(net: gluon.HybridBlock, *example: mx.nd.NDArray, seed: int = 7) -> gluon.HybridBlock:
+    mx.random.seed(seed)
+    net.initialize(mx.init.Xavier(magnitude=2.5))
+    net.hybridize()
+    net(*example)  # builds the cached graph that export() writes
+    return net
+
+
+def export_checkpoint(model_dir: Path, net: gluon.HybridBlock | None = None,
+                      shapes: list[dict] | None | bool = True) -> gluon.HybridBlock:
+    """Case A (shapes=True or an explicit list) or case B (shapes=False): model-symbol.json + model-0000.params
+    (+ model-shapes.json) from a hybridized Gluon block."""
+    model_dir = Path(model_dir)
+    if net is None:
+        net = _ready(MLP(), mx.nd.zeros((1, IN_UNITS)))
+    net.export(str(model_dir / "model"), epoch=0)
+    if shapes is True:
+        shapes = [{"name": "data", "shape": [1, IN_UNITS]}]
+    if shapes:
+        (model_dir / "model-shapes.json").write_text(json.dumps(shapes))
+    return net
+
+
+def two_heads(model_dir: Path) -> gluon.HybridBlock:
+    return export_checkpoint(model_dir, _ready(TwoHeads(), mx.nd.zeros((1, IN_UNITS))))
+
+
+def two_inputs(model_dir: Path) -> gluon.HybridBlock:
+    net = _ready(TwoInputs(), mx.nd.zeros((1, 4)), mx.nd.zeros((1, 2)))
+    return export_checkpoint(model_dir, net, [{"name": "data0", "shape": [1, 4]}, {"name": "data1", "shape": [1, 2]}])
+
+
+def module_predict(model_dir: Path, rows: np.ndarray, batch: int = 1) -> np.ndarray:
+    """What mxnet's own Module.predict gives for the case A checkpoint (mxnet.md §11 item 4)."""
+    sym, args, aux = mx.model.load_checkpoint(str(Path(model_dir) / "model"), 0)
+    module = mx.mod.Module(symbol=sym, context=mx.cpu(), data_names=["data"], label_names=None)
+    module.bind(for_training=False, data_shapes=[("data", (batch, IN_UNITS))])
+    module.set_params(args, aux, allow_missing=True)
+    iterator = mx.io.NDArrayIter(mx.nd.array(rows), batch_size=batch, last_batch_handle="pad")
+    return module.predict(iterator).asnumpy()
+
+
+GLUON_MODEL_FN = '''
+import os
+
+import mxnet as mx
+from mxnet import gluon
+
+
+class MLP(gluon.HybridBlock):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.hidden = gluon.nn.Dense(8, activation="relu", in_units=4)
+            self.out = gluon.nn.Dense(3, in_units=8)
+
+    def hybrid_forward(self, F, x):
+        return self.out(self.hidden(x))
+
+
+def model_fn(model_dir):
+    net = MLP()
+    net.load_parameters(os.path.join(model_dir, "model.params"), ctx=mx.cpu())
+    net.hybridize()
+    return net
+'''
+
+
+def gluon_with_code(model_dir: Path, extra_code: str = "") -> gluon.HybridBlock:
+    """Case C: model.params saved from a Gluon MLP plus code/inference.py whose model_fn rebuilds it."""
+    net = _ready(MLP(), mx.nd.zeros((1, IN_UNITS)))
+    net.save_parameters(str(Path(model_dir) / "model.params"))
+    write_code(model_dir, GLUON_MODEL_FN + extra_code)
+    return net
