@@ -636,7 +636,7 @@ def _process_maps(server) -> dict[int, str]:
     """/proc/<pid>/maps of the supervisor (the process whose children are workers) and of each worker."""
     if TARGET == "container":
         script = ("for p in /proc/[0-9]*; do c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null); "
-                  "case \"$c\" in *smserve*serve*) echo \"${p#/proc/} $(awk '/^PPid/{print $2}' $p/status)\";; esac; "
+                  "case \"$c\" in /*python*smserve\\ serve*) echo \"${p#/proc/} $(awk '/^PPid/{print $2}' $p/status)\";; esac; "
                   "done")
         out = subprocess.run(["docker", "exec", server.name, "sh", "-c", script], capture_output=True, text=True)
         rows = [tuple(map(int, line.split())) for line in out.stdout.splitlines() if line.strip()]
