@@ -255,7 +255,6 @@ class Server:
             cmd = [os.path.join(SMSERVE_VENV, "bin", "smserve"), "serve", "--model-dir", model_dir,
                    "--port", str(port)] + (["--host", "127.0.0.1"] if smserve_has_host_option() else [])
         else:
-            self.mms_files_before = set(f for f in os.listdir("/tmp") if f.startswith((".mms.sock", ".model_server.pid")))
             cmd = [python_of("peer"), os.path.join(BENCH, "peer_mms", "serve.py"), "--model-dir", model_dir,
                    "--port", str(port), "--run-dir", run_dir]
         self.log_path = os.path.join(run_dir, "server.log")
@@ -320,9 +319,11 @@ class Server:
         still = session_pids(self.sid)
         if still:
             raise RuntimeError("processes of %s survive SIGKILL: %s" % (self.server, still))
-        if self.server == "peer":
+        if self.server == "peer" and not any("com.amazonaws.ml.mms.ModelServer" in cmdline(int(d))
+                                             for d in os.listdir("/proc") if d.isdigit()):
+            # MMS leaves its pid file and worker sockets in /tmp; remove them when no MMS runs any more.
             for f in os.listdir("/tmp"):
-                if f.startswith((".mms.sock", ".model_server.pid")) and f not in self.mms_files_before:
+                if f.startswith((".mms.sock", ".model_server.pid")):
                     try:
                         os.unlink(os.path.join("/tmp", f))
                     except OSError:
