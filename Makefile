@@ -82,6 +82,24 @@ test-container: venv-pytorch
 	$(VENV_PT)/bin/python -m pytest tests/container -v $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------------------
+# MXNet family tests (mxnet.md §11) in .venv/mxnet (mxnet 1.9.1, numpy 1.23.5, no
+# torch). test-mxnet-host: unit tests + tests/contract/test_mxnet.py against the
+# host venv; test-mxnet-container: the same suite against the mxnet cpu image.
+# ---------------------------------------------------------------------------
+.PHONY: test-mxnet test-mxnet-host test-mxnet-container
+MX_IMAGE ?= smserve-mxnet:1.9.1-cpu
+test: test-mxnet
+test-mxnet: test-mxnet-host test-mxnet-container
+
+test-mxnet-host: venv-mxnet
+	SMSERVE_TEST_FAMILY=mxnet $(VENV_MX)/bin/python -m pytest tests/unit tests/contract/test_mxnet.py $(PYTEST_ARGS)
+
+test-mxnet-container: venv-mxnet
+	$(MAKE) image FAMILY=mxnet VARIANT=cpu
+	SMSERVE_TEST_FAMILY=mxnet SMSERVE_TEST_TARGET=container SMSERVE_TEST_IMAGE=$(MX_IMAGE) \
+	  $(VENV_MX)/bin/python -m pytest tests/contract/test_mxnet.py $(PYTEST_ARGS)
+
+# ---------------------------------------------------------------------------
 # Benchmark: smserve vs sagemaker-inference 1.10.1 on Multi Model Server 1.1.11
 # (docs/benchmarks.md). Sets up Java, wrk and .venv/peer-mms when missing; creates
 # .venv/pytorch via `make venv-pytorch` (or the same commands) when missing.
