@@ -38,15 +38,17 @@ def main() -> None:
               help="Start the server (what `docker run IMAGE serve` runs)." + ENVIRONMENT_HELP)
 @click.option("--model-dir", type=click.Path(file_okay=False), help="Model directory (default $SAGEMAKER_BASE_DIR/model).")
 @click.option("--port", type=int, help="Listening port (default $SAGEMAKER_BIND_TO_PORT or 8080).")
+@click.option("--host", help="Bind only this address, e.g. 127.0.0.1 for local runs (default: all interfaces).")
 @click.option("--family", help="Framework family (default $SMSERVE_FAMILY or pytorch).")
 @click.pass_context
-def serve(ctx: click.Context, model_dir: str | None, port: int | None, family: str | None) -> None:
+def serve(ctx: click.Context, model_dir: str | None, port: int | None, host: str | None,
+          family: str | None) -> None:
     from . import logs
     from .config import load_settings
     from .supervisor import serve as run_server
 
     try:
-        settings = load_settings(model_dir=model_dir, port=port, family=family)
+        settings = load_settings(model_dir=model_dir, port=port, family=family, host=host)
     except ConfigError as exc:
         click.echo(f"smserve: {exc}", err=True)
         sys.exit(exc.exit_status)

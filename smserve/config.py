@@ -119,6 +119,7 @@ class Settings:
     family: str
     variant: str
     port: int
+    host: str | None  # None: every interface (0.0.0.0 and [::]) as SageMaker requires; --host for local runs
     safe_port_range: tuple[int, int] | None
     base_dir: Path
     model_dir: Path
@@ -169,7 +170,7 @@ def _first(env: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, str] | 
 
 
 def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = None,
-                  model_dir: str | None = None, port: int | None = None) -> Settings:
+                  model_dir: str | None = None, port: int | None = None, host: str | None = None) -> Settings:
     """Read and validate every variable; CLI options (model_dir, port, family) win over the environment."""
     from .families import get_family  # families declare their variables; importing them imports no framework
 
@@ -269,6 +270,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = 
         family=fam.name,
         variant=env.get("SMSERVE_VARIANT", "cpu"),
         port=port,
+        host=host,
         safe_port_range=safe_port_range,
         base_dir=base_dir,
         model_dir=resolved_model_dir,

@@ -28,15 +28,20 @@ log = logging.getLogger("smserve.supervisor")
 POLL = 0.05
 
 
-def bind(port: int) -> socket.socket:
-    """Listen on all interfaces: dual-stack [::] when IPv6 exists, else 0.0.0.0."""
-    try:
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        address: tuple = ("::", port)
-    except OSError:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        address = ("0.0.0.0", port)
+def bind(port: int, host: str | None = None) -> socket.socket:
+    """Listen on all interfaces (dual-stack [::] when IPv6 exists, else 0.0.0.0), or on `host` alone."""
+    if host:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        address: tuple = (host, port)
+    else:
+        try:
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            address = ("::", port)
+        except OSError:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            address = ("0.0.0.0", port)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
@@ -102,7 +107,7 @@ class Supervisor:
         metrics_mod.prepare(self.run_dir / "metrics")
         if s.metrics:
             self.metrics = metrics_mod.Metrics()
-        self.sock = bind(s.port)
+        self.sock = bind(s.port, s.host)
         log.info("listening on port %d; /ping answers 503 until the model is loaded", s.port)
 
         layout = layout_mod.resolve(s.model_dir, s.program, s.program_explicit, s.submit_directory,
