@@ -75,7 +75,10 @@ class _JsonLineWriter(io.TextIOBase):
 def configure(settings: Settings, label: str = "supervisor") -> None:
     global _worker_label
     _worker_label = label
-    handler = logging.StreamHandler(sys.stdout)
+    # configure() runs again in the supervisor and in each worker: log records always go to the real stdout,
+    # never through the user-output wrapper installed by an earlier call (that would nest JSON in "msg")
+    raw = sys.stdout._stream if isinstance(sys.stdout, _JsonLineWriter) else sys.stdout
+    handler = logging.StreamHandler(raw)
     handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -85,9 +88,7 @@ def configure(settings: Settings, label: str = "supervisor") -> None:
         logging.getLogger(noisy).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
     if settings.log_format == "json" and not isinstance(sys.stdout, _JsonLineWriter):
-        raw = sys.stdout
         sys.stdout = _JsonLineWriter(raw)
-        handler.setStream(raw)
     logging.captureWarnings(True)
 
 
