@@ -290,6 +290,26 @@ def test_mxnet_10_csv_one_row_reshaped_to_data_shape(probe):
     assert report["provide_data"] == [["data", [1, 4]]]
 
 
+def test_mxnet_10_structured_csv_and_jsonlines_to_module(probe, case_a):
+    """mxnet.md §4.1: a CSV row mixing ints and floats (a structured genfromtxt result) becomes a plain float
+    row; application/jsonlines is decoded like JSON [smserve improvements]; an empty list is 400."""
+    report = ok(probe.post(data="1,2.5,3,4", content_type=CSV)).json()
+    assert report["shape"] == [1, 4] and report["dtype"] == "float32"
+    lines = "\n".join(json.dumps(row) for row in ROWS[:3].tolist())
+    result = ok(case_a.post(data=lines, content_type="application/jsonlines")).json()
+    np.testing.assert_allclose(result, case_a.invoke_json(ROWS[:3].tolist()), rtol=1e-6)
+    assert case_a.post(data="[]").status_code == 400
+
+
+def test_mxnet_case_e_nested_directory_descended(serve, tmp_path):
+    """mxnet.md §9 case E: export/model-symbol.json, … is descended into with a warning."""
+    root = make_dir(tmp_path)
+    export_checkpoint(make_dir(root, "export"))
+    server = serve(root, ONE_WORKER)
+    assert np.asarray(server.invoke_json([[1, 2, 3, 4]])).shape == (1, 3)
+    assert "export" in server.logs() and "tar -C" in server.logs()
+
+
 def test_mxnet_11_csv_two_rows_two_results(case_a):
     """mxnet.md §11 item 11: CSV with two rows for data shape (1, 4) returns two result rows."""
     result = ok(case_a.post(data="1,2,3,4\n5,6,7,8\n", content_type=CSV)).json()
