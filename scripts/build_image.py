@@ -325,7 +325,7 @@ def build_row(matrix: dict, row: dict, args) -> int:
         labels["ai.smserve.neuron"] = "present" if neuron else "absent"
         labels["ai.smserve.variant"] = "inf1"
         labels["org.opencontainers.image.version"] = f"{fam['framework_version']}-inf1-py311-{smserve_version()}"
-    cmd = ["docker", "build", "--network", "host", "-f", str(dockerfile), "-t", full, "-t", moving]
+    cmd = ["docker", "build", "--force-rm", "--network", "host", "-f", str(dockerfile), "-t", full, "-t", moving]
     if row.get("target"):
         cmd += ["--target", row["target"]]
     if args.no_cache:
