@@ -112,3 +112,16 @@ bench-peer-setup:
 
 bench: bench-peer-setup
 	python3 bench/run.py
+
+# ---------------------------------------------------------------------------
+# Request-layer comparison (issue 2 item 4, docs/request-layer.md): gunicorn sync +
+# Flask, gunicorn + uvicorn-worker / native ASGI worker + Starlette, uvicorn + Starlette
+# or raw ASGI, and smserve, all with the same handler, at 1/2 workers x 1/8 connections,
+# plus a /ping probe while handlers block. Creates .venv/bench-layers (pins in
+# bench/layers/requirements.txt) and .venv/pytorch when missing; needs wrk.
+# Knobs: BENCH_DURATION (s, default 8), BENCH_WARMUP, BENCH_LAYERS, BENCH_WORKERS,
+# BENCH_CONNECTIONS, BENCH_ROUNDS, BENCH_PROBE_SLEEP, BENCH_MAX_LOAD. Not a CI gate.
+# ---------------------------------------------------------------------------
+.PHONY: bench-layers
+bench-layers:
+	python3 bench/layers/run.py
