@@ -193,11 +193,11 @@ def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = 
         value = env.get(name)
         return default if value is None or value.strip() == "" else parse_seconds(name, value)
 
-    multi_value = env.get("SAGEMAKER_MULTI_MODEL", "false")
+    multi_value = env.get("SAGEMAKER_MULTI_MODEL") or "false"
     multi_model = parse_choice("SAGEMAKER_MULTI_MODEL", multi_value, ("true", "false")) == "true"
 
     if port is None:
-        port = parse_port("SAGEMAKER_BIND_TO_PORT", env.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+        port = parse_port("SAGEMAKER_BIND_TO_PORT", env.get("SAGEMAKER_BIND_TO_PORT") or "8080")
     safe_range = env.get("SAGEMAKER_SAFE_PORT_RANGE")
     safe_port_range = parse_port_range("SAGEMAKER_SAFE_PORT_RANGE", safe_range) if safe_range else None
 
@@ -215,7 +215,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = 
         log_level = parse_int("SAGEMAKER_CONTAINER_LOG_LEVEL", env["SAGEMAKER_CONTAINER_LOG_LEVEL"], 0)
     else:
         log_level = logging.INFO
-    log_format = parse_choice("SMSERVE_LOG_FORMAT", env.get("SMSERVE_LOG_FORMAT", "text"), ("text", "json"))
+    log_format = parse_choice("SMSERVE_LOG_FORMAT", env.get("SMSERVE_LOG_FORMAT") or "text", ("text", "json"))
 
     workers_hit = _first(env, ("SAGEMAKER_MODEL_SERVER_WORKERS", f"{prefix}_DEFAULT_WORKERS_PER_MODEL", *fenv.worker_vars))
     workers = Sourced(parse_int(workers_hit[0], workers_hit[1], 1), workers_hit[0]) if workers_hit else None
