@@ -575,6 +575,17 @@ def test_mxnet_24_thread_variables_in_each_worker(transform_two_workers):
         assert env["OMP_NUM_THREADS"] == threads and env["MKL_NUM_THREADS"] == threads
 
 
+def test_mxnet_mms_aliases(serve, tmp_path):
+    """mxnet.md §8, core §12/§15: MMS_NUM_WORKER sets the worker count and MMS_MAX_REQUEST_SIZE the payload
+    limit in this family."""
+    model_dir = make_dir(tmp_path)
+    export_checkpoint(model_dir)
+    server = serve(model_dir, {"MMS_NUM_WORKER": "2", "MMS_MAX_REQUEST_SIZE": "1000"})
+    logs = server.logs()
+    assert re.search(r"workers\s+2 \(MMS_NUM_WORKER", logs), logs[-2000:]
+    assert server.post(data=json.dumps([[1.0, 2.0, 3.0, 4.0]] * 100)).status_code == 413
+
+
 def test_mxnet_25_timeout_is_seconds(transform_two_workers):
     """mxnet.md §11 item 25 (§8): SAGEMAKER_MODEL_SERVER_TIMEOUT=2 gives 504 for a 3-s handler (seconds, not
     MMS minutes); the startup log states the unit."""
