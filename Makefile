@@ -71,7 +71,7 @@ demo: venv-pytorch engine
 # checklist and the server contract against the built PyTorch cpu image
 # (with CI=true a missing engine fails instead of skipping).
 # ---------------------------------------------------------------------------
-.PHONY: test test-host test-container
+.PHONY: test test-host test-container test-contract-container
 test: test-host test-container
 
 test-host: venv-pytorch
@@ -79,7 +79,13 @@ test-host: venv-pytorch
 
 test-container: venv-pytorch
 	$(MAKE) image FAMILY=pytorch VARIANT=cpu
-	$(VENV_PT)/bin/python -m pytest tests/container -v $(PYTEST_ARGS)
+	SMSERVE_TEST_SKIP_BUILD=1 $(VENV_PT)/bin/python -m pytest tests/container -v $(PYTEST_ARGS)
+
+# The contract suite (tests/contract) with the container target (tests/harness.py switch).
+test-contract-container: venv-pytorch
+	$(MAKE) image FAMILY=pytorch VARIANT=cpu
+	SMSERVE_TEST_TARGET=container SMSERVE_TEST_IMAGE=smserve-pytorch:2.13.0-cpu \
+	  $(VENV_PT)/bin/python -m pytest tests/contract $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------------------
 # MXNet family tests (mxnet.md §11) in .venv/mxnet (mxnet 1.9.1, numpy 1.23.5, no
@@ -125,3 +131,14 @@ bench: bench-peer-setup
 .PHONY: bench-layers
 bench-layers:
 	python3 bench/layers/run.py
+
+# ---------------------------------------------------------------------------
+# MXNet family benchmark row (bench/run_mxnet.py, docs/benchmarks.md): the same cells
+# as `make bench` for smserve's MXNet family (.venv/mxnet) vs sagemaker-mxnet-inference
+# 1.5.5 + sagemaker-inference 1.6.1 on multi-model-server 1.1.8 (.venv/peer-mxnet, pins
+# in bench/peer_mxnet/requirements.txt); models: no-op handler and a Module checkpoint.
+# Same knobs as `make bench`. Not a CI gate.
+# ---------------------------------------------------------------------------
+.PHONY: bench-mxnet
+bench-mxnet: bench-peer-setup
+	python3 bench/run_mxnet.py
