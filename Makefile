@@ -74,18 +74,20 @@ demo: venv-pytorch engine
 .PHONY: test test-host test-container test-contract-container
 test: test-host test-container
 
+# Unit tests and the contract suite against `smserve serve` as a host process (GPU tests skip without a GPU).
 test-host: venv-pytorch
-	$(VENV_PT)/bin/python -m pytest tests/host $(PYTEST_ARGS)
+	$(VENV_PT)/bin/python -m pytest tests/unit tests/contract $(PYTEST_ARGS)
 
+# images.md checklist, then the same contract suite against the container (slow tests ran on the host).
 test-container: venv-pytorch
 	$(MAKE) image FAMILY=pytorch VARIANT=cpu
-	SMSERVE_TEST_SKIP_BUILD=1 $(VENV_PT)/bin/python -m pytest tests/container -v $(PYTEST_ARGS)
+	SMSERVE_TEST_SKIP_BUILD=1 $(VENV_PT)/bin/python -m pytest tests/container $(PYTEST_ARGS)
+	$(MAKE) test-contract-container
 
 # The contract suite (tests/contract) with the container target (tests/harness.py switch).
 test-contract-container: venv-pytorch
-	$(MAKE) image FAMILY=pytorch VARIANT=cpu
 	SMSERVE_TEST_TARGET=container SMSERVE_TEST_IMAGE=smserve-pytorch:2.13.0-cpu \
-	  $(VENV_PT)/bin/python -m pytest tests/contract $(PYTEST_ARGS)
+	  $(VENV_PT)/bin/python -m pytest tests/contract -m "not slow" $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------------------
 # MXNet family tests (mxnet.md §11) in .venv/mxnet (mxnet 1.9.1, numpy 1.23.5, no
