@@ -26,6 +26,13 @@ docker info >/dev/null 2>&1 || die "no Docker engine answers (run scripts/engine
 
 if [ "$FORCE" = 0 ] && docker image inspect "$BASE_REPO" >/dev/null 2>&1; then
   say "reusing $BASE_REPO ($(docker image inspect -f '{{.Id}}' "$BASE_REPO" | cut -c1-19))"
+  # A fresh checkout on a machine whose engine kept the base: record its package list from the image.
+  if [ ! -s "$REPO/build/base/dpkg-l.txt" ]; then
+    mkdir -p "$REPO/build/base"
+    docker run --rm --network host "$BASE_REPO" dpkg -l >"$REPO/build/base/dpkg-l.txt.tmp" \
+      && mv "$REPO/build/base/dpkg-l.txt.tmp" "$REPO/build/base/dpkg-l.txt" \
+      || say "WARNING: could not list the packages of $BASE_REPO"
+  fi
   exit 0
 fi
 

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import contextlib
 import datetime as dt
+import fcntl
 import fnmatch
 import json
 import os
@@ -294,6 +296,32 @@ def build_row(matrix: dict, row: dict, args) -> int:
         if rc:
             return rc
 
+    with build_lock():
+        return _build_locked(matrix, row, args, neuron, base, is_inf1)
+
+
+@contextlib.contextmanager
+def build_lock():
+    """docker/context-extra/ is shared by all builds of this checkout: one build at a time.
+
+    The lock file lives outside the build context so it never touches a layer's cache key."""
+    lock = REPO / "build" / "image-build.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("another build of this checkout is running; waiting for it ...")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _build_locked(matrix: dict, row: dict, args, neuron: Path | None, base: str, is_inf1: bool) -> int:
+    family, variant = row["family"], row["variant"]
+    fam = matrix["families"][family]
+    full, moving = tags_for(matrix, row)
+    name = f"{family} × {variant}"
+    dockerfile = REPO / row.get("dockerfile", fam["dockerfile"])
     prepare_context(row)
     if neuron:
         shutil.copytree(neuron, EXTRA / "neuron", dirs_exist_ok=True)
