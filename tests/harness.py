@@ -31,6 +31,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def served_path(model_dir: Path, path: Path | None = None) -> Path:
+    """Where the server sees `path` (default: the model dir itself): the host path for a host process,
+    the same place under the bind mount for a container."""
+    model_dir = Path(model_dir).resolve()
+    path = model_dir if path is None else Path(path).resolve()
+    if TARGET == "container":
+        return Path(CONTAINER_MODEL_DIR) / path.relative_to(model_dir)
+    return path
+
+
 class Server:
     """A running (or exited) smserve instance."""
 
@@ -57,6 +67,11 @@ class Server:
             self.proc = subprocess.Popen([sys.executable, "-m", "smserve", "serve", "--model-dir", str(self.model_dir),
                                           "--port", str(port), *args], env=full_env, stdout=self._log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def served_model_dir(self) -> Path:
+        """The model directory as the server sees it (the bind mount point inside a container)."""
+        return served_path(self.model_dir)
 
     # ---- process
     def poll(self) -> int | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ..harness import FAMILY
+from ..harness import FAMILY, served_path
 from ..models import make_dir, write_code
 
 LIFECYCLE = '''
@@ -123,7 +123,6 @@ def lifecycle_server(module_servers, tmp_path_factory):
     write_code(model_dir, LIFECYCLE)
     server = module_servers(model_dir, {"SAGEMAKER_MODEL_SERVER_WORKERS": "2",
                                         "TEST_RECORD": f"/tmp/smserve-hooks-{uuid.uuid4().hex}.txt"})
-    server.model_dir_path = model_dir
     return server
 
 
@@ -145,7 +144,7 @@ def test_core_46_model_fn_once_per_worker(lifecycle_server):
     calls = [r for r in records if r[2] == "model_fn"]
     assert len(calls) == 2, records
     assert len({r[0] for r in calls}) == 2
-    assert all(Path(r[3]).resolve() == lifecycle_server.model_dir_path.resolve() for r in calls)
+    assert all(Path(r[3]).resolve() == lifecycle_server.served_model_dir for r in calls)
 
 
 def test_core_47_pre_model_fn_before_model_fn_warmup_after_with_model(lifecycle_server):
@@ -167,7 +166,6 @@ def arity_server(module_servers, tmp_path_factory):
     model_dir = make_dir(tmp_path_factory.mktemp("arity"))
     write_code(model_dir, ARITY)
     server = module_servers(model_dir, {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
-    server.model_dir_path = model_dir
     return server
 
 
@@ -183,8 +181,8 @@ def test_core_48_model_fn_context_by_arity(arity_server, lifecycle_server):
     system_properties and model_name); model_fn(model_dir) is called with the model dir alone."""
     model = arity_result(arity_server)["model"]
     assert model["context_type"] == "Context"
-    assert Path(model["model_dir"]).resolve() == arity_server.model_dir_path.resolve()
-    assert Path(model["context_model_dir"]).resolve() == arity_server.model_dir_path.resolve()
+    assert Path(model["model_dir"]).resolve() == arity_server.served_model_dir
+    assert Path(model["context_model_dir"]).resolve() == arity_server.served_model_dir
     assert model["server_name"] == "smserve" and model["model_name"] == "model"
     # the one-parameter model_fn of the other server loaded (it would raise TypeError if given a context)
     calls = [r for r in lifecycle_records(lifecycle_server) if r[2] == "model_fn"]
@@ -221,7 +219,7 @@ def test_core_51_bad_hook_signature_is_a_startup_error(serve, tmp_path):
     lines = [line for line in logs.splitlines() if "output_fn(pred, accept, a, b)" in line]
     assert lines, logs
     line = lines[0]
-    assert str(script.resolve()) in line or str(script) in line, line
+    assert str(served_path(model_dir, script)) in line, line
     assert "output_fn(prediction, accept)" in line and "output_fn(prediction, accept, context)" in line
 
 
@@ -234,4 +232,4 @@ def test_core_52_transform_fn_with_input_fn_is_a_startup_error(serve, tmp_path):
     assert status == 1, logs
     lines = [line for line in logs.splitlines() if "transform_fn" in line and "input_fn" in line]
     assert lines, logs
-    assert str(script.resolve()) in lines[0] or str(script) in lines[0], lines[0]
+    assert str(served_path(model_dir, script)) in lines[0], lines[0]

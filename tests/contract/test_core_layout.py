@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ..harness import FAMILY
+from ..harness import FAMILY, served_path
 from ..models import make_dir, write_code
 
 ONE = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
@@ -93,9 +93,9 @@ def test_core_34_code_inference_py_is_used(serve, tmp_path):
     write_code(model_dir, reporter("from-code-dir"))
     body = report(serve(model_dir, ONE))
     assert body["mark"] == "from-code-dir"
-    assert Path(body["module_file"]).resolve() == (model_dir / "code" / "inference.py").resolve()
-    assert Path(body["model_dir"]).resolve() == model_dir.resolve()
-    assert Path(body["cwd"]).resolve() == model_dir.resolve()
+    assert Path(body["module_file"]).resolve() == served_path(model_dir, model_dir / "code" / "inference.py")
+    assert Path(body["model_dir"]).resolve() == served_path(model_dir)
+    assert Path(body["cwd"]).resolve() == served_path(model_dir)
 
 
 def test_core_35_inference_py_at_model_root_used_with_warning(serve, tmp_path):
@@ -121,7 +121,7 @@ def test_core_36_explicit_missing_program_is_a_startup_error(serve, tmp_path):
     line = next(line for line in logs.splitlines() if "missing.py" in line and "ERROR" in line)
     assert "SAGEMAKER_PROGRAM" in line
     for place in (model_dir / "code" / "missing.py", model_dir / "missing.py"):
-        assert str(place.resolve()) in line, line
+        assert str(served_path(model_dir, place)) in line, line
 
 
 def test_core_37_no_user_module_uses_defaults(serve, tmp_path):
@@ -187,7 +187,7 @@ def test_core_39_code_lib_is_on_the_import_path(serve, tmp_path):
     write_code(model_dir, 'VALUE = "from-code-lib"\n', name="util_mod.py", where="code/lib")
     body = report(serve(model_dir, ONE))
     assert body["mark"] == "from-code-lib"
-    assert Path(body["util_file"]).resolve() == (model_dir / "code" / "lib" / "util_mod.py").resolve()
+    assert Path(body["util_file"]).resolve() == served_path(model_dir, model_dir / "code" / "lib" / "util_mod.py")
 
 
 def test_core_40_single_top_level_directory_is_descended(serve, tmp_path):
@@ -257,11 +257,11 @@ def test_core_42_code_requirements_installed_before_workers_load(serve, tmp_path
     installed = next(i for i, line in enumerate(logs) if re.search(r"\binstalled .*requirements\.txt into ", line))
     target = logs[installed].split(" into ", 1)[1].strip()
     assert Path(body["file"]).resolve().is_relative_to(Path(target).resolve()), (body["file"], target)
-    assert not Path(body["file"]).resolve().is_relative_to(model_dir.resolve())
+    assert not Path(body["file"]).resolve().is_relative_to(served_path(model_dir))
     first_ready = next(i for i, line in enumerate(logs) if re.search(r"worker \d+ ready", line))
     assert installed < first_ready
     install_start = next(i for i, line in enumerate(logs) if "installing" in line and "pip" in line)
-    assert f"-r {model_dir.resolve() / 'code' / 'requirements.txt'}" in logs[install_start]
+    assert f"-r {served_path(model_dir, model_dir / 'code' / 'requirements.txt')}" in logs[install_start]
 
 
 def test_core_43_failing_requirements_exit_3_with_pip_tail(serve, tmp_path):
