@@ -10,6 +10,7 @@ from . import __version__
 from .errors import ConfigError
 
 ENVIRONMENT_HELP = """
+
 \b
 Configuration comes from environment variables (spec core §12), among them:
   SAGEMAKER_BIND_TO_PORT (8080)        listening port
