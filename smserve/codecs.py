@@ -307,3 +307,21 @@ def encode(value: Any, content_type: str) -> bytes:
     if encoder is None:
         raise UnsupportedFormatError(content_type)
     return encoder(value)
+
+
+def as_float32(array: np.ndarray, framework: str = "") -> np.ndarray:
+    """Decoded request data as float32, what AWS's default input handlers make of JSON/CSV (FloatTensor,
+    mx.nd.array). Structured CSV rows become plain rows; text or objects are a client error."""
+    hint = f"the default {framework + ' ' if framework else ''}input_fn"
+    if array.dtype.names:
+        fields = [array.dtype.fields[name][0] for name in array.dtype.names]
+        if not all(field.kind in "biuf" for field in fields):
+            raise BadRequest(f"{hint} needs numeric data; CSV columns hold text: provide input_fn for other data")
+        from numpy.lib import recfunctions
+
+        return recfunctions.structured_to_unstructured(array, dtype=np.float32)
+    if array.dtype.kind not in "biuf":
+        kind = "objects" if array.dtype.kind == "O" else "text"
+        raise BadRequest(f"{hint} needs numeric data (numbers or booleans); got {kind}: provide input_fn for other data")
+    return array.astype(np.float32, copy=False)
+

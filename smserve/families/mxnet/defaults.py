@@ -63,21 +63,6 @@ def read_shapes(path: Path, batch: int) -> tuple[list[str], list[tuple[int, ...]
     return names, shapes
 
 
-def _numeric(array: np.ndarray) -> np.ndarray:
-    """Decoded request data as float32 (what mx.nd.array makes of it); structured CSV rows become plain rows."""
-    if array.dtype.names:
-        fields = [array.dtype.fields[name][0] for name in array.dtype.names]
-        if not all(f.kind in "biuf" for f in fields):
-            raise BadRequest("the default input_fn needs numeric data; CSV columns hold text")
-        from numpy.lib import recfunctions
-
-        return recfunctions.structured_to_unstructured(array, dtype=np.float32)
-    if array.dtype.kind not in "biuf":
-        raise BadRequest("the default input_fn needs numeric data (numbers or booleans); got "
-                         f"{'objects' if array.dtype.kind == 'O' else 'text'}: provide input_fn for other data")
-    return array.astype(np.float32, copy=False)
-
-
 def to_ndarray(array: np.ndarray, ctx: "mx.Context") -> "mx.nd.NDArray":
     """float32 NDArray on ctx, as mx.nd.array makes it (mxnet.md §4.1), without its slow slice assignment."""
     array = np.ascontiguousarray(array, dtype=np.float32)
@@ -233,9 +218,9 @@ class MXNetDefaults:
     # ------------------------------------------------------------ request path
     def _decode(self, body: Any, bare: str, content_type: str | None) -> np.ndarray:
         if bare in (codecs.JSON, codecs.CSV, codecs.JSONLINES):
-            return _numeric(codecs.decode(body, bare))
+            return codecs.as_float32(codecs.decode(body, bare))
         if bare == codecs.NPY:
-            return _numeric(codecs.decode_npy(body))
+            return codecs.as_float32(codecs.decode_npy(body))
         raise _unsupported(content_type, DEFAULT_INPUT_TYPES + ((codecs.NPZ,) if self.kind == MODULE else ()))
 
     def input_fn(self, body: Any, content_type: str | None) -> Any:
@@ -269,7 +254,7 @@ class MXNetDefaults:
         if set(decoded) != set(self.data_names):
             raise BadRequest(f"application/x-npz members {sorted(decoded)} must be the model's data input names "
                              f"{self.data_names}; or provide input_fn")
-        pairs = [(name, to_ndarray(_numeric(decoded[name]), self.model_ctx)) for name in self.data_names]
+        pairs = [(name, to_ndarray(codecs.as_float32(decoded[name]), self.model_ctx)) for name in self.data_names]
         rows = {arr.shape[0] if arr.ndim else 1 for _, arr in pairs}
         if len(rows) != 1 or any(arr.ndim == 0 for _, arr in pairs):
             raise BadRequest("application/x-npz members must have the same number of rows (first dimension)")

@@ -75,24 +75,9 @@ def model_float_dtype(model: Any) -> torch.dtype | None:
     return None
 
 
-def _numeric_array(array: np.ndarray) -> np.ndarray:
-    """JSON/CSV data as float32, as AWS's FloatTensor does; structured CSV rows become plain rows."""
-    if array.dtype.names:
-        fields = [array.dtype.fields[name][0] for name in array.dtype.names]
-        if not all(f.kind in "biuf" for f in fields):
-            raise BadRequest("the default input_fn needs numeric data; CSV columns hold text")
-        from numpy.lib import recfunctions
-
-        return recfunctions.structured_to_unstructured(array, dtype=np.float32)
-    if array.dtype.kind not in "biuf":
-        raise BadRequest("the default input_fn needs numeric data (numbers or booleans); got "
-                         f"{'objects' if array.dtype.kind == 'O' else 'strings'}: provide input_fn for other data")
-    return array.astype(np.float32)
-
-
 def _tensor_from_array(array: np.ndarray) -> torch.Tensor:
     if array.dtype.names:
-        array = _numeric_array(array)
+        array = codecs.as_float32(array)
     if array.dtype.kind in "OUSV":
         raise BadRequest(f"the default input_fn cannot turn {array.dtype} data into a tensor; provide input_fn")
     if not array.flags.writeable or not array.dtype.isnative:
@@ -166,7 +151,7 @@ class PyTorchDefaults:
     def input_fn(self, body: Any, content_type: str | None) -> Any:
         bare, _ = codecs.media_type(content_type)
         if bare in (codecs.JSON, codecs.CSV, codecs.JSONLINES):
-            tensor = torch.from_numpy(_numeric_array(codecs.decode(body, bare)))
+            tensor = _tensor_from_array(codecs.as_float32(codecs.decode(body, bare)))
         elif bare == codecs.NPY:
             tensor = _tensor_from_array(codecs.decode_npy(body))
         elif bare == codecs.NPZ:
