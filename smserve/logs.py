@@ -87,6 +87,10 @@ def configure(settings: Settings, label: str = "supervisor") -> None:
         logging.getLogger(noisy).handlers[:] = []
         logging.getLogger(noisy).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # AWS SDK debug records carry request and response bodies (CodeArtifact tokens, signed headers):
+    # SMSERVE_LOG_LEVEL=debug must never put credentials in the log.
+    for sdk in ("botocore", "boto3", "s3transfer"):
+        logging.getLogger(sdk).setLevel(max(logging.INFO, settings.log_level))
     if settings.log_format == "json" and not isinstance(sys.stdout, _JsonLineWriter):
         sys.stdout = _JsonLineWriter(raw)
     logging.captureWarnings(True)
