@@ -34,6 +34,7 @@ class ServingError(Exception):
 
     status = 500
     error_type = "InternalServerError"
+    request_bytes = 0  # body bytes read before the error, for the access log and metrics
 
     def __init__(self, message: str, *, status: int | None = None, error_type: str | None = None):
         super().__init__(message)

@@ -90,6 +90,7 @@ class App:
             else:
                 self._raise_unrouted(path, method)
         except ServingError as exc:
+            received = exc.request_bytes
             status, sent_bytes = await self._send_error(send, exc, request_id, echo)
         elapsed = time.perf_counter() - started
         if self.metrics is not None:
@@ -162,6 +163,14 @@ class App:
         if length is not None and length > self.limit:
             raise self._too_large(length)
         body = await self._read_body(receive)
+        try:
+            return await self._answer(body, content_type, accept, headers, send, request_id, echo, started)
+        except ServingError as exc:
+            exc.request_bytes = len(body)
+            raise
+
+    async def _answer(self, body: bytes, content_type: str | None, accept: str | None, headers: list,
+                      send: Callable, request_id: str, echo: list, started: float) -> tuple[int, int, int]:
         if self.inflight >= self.capacity:
             raise Unavailable(f"worker queue is full ({self.capacity} requests); retry later", "Overloaded")
         request = InferenceRequest(body, content_type, effective_accept(accept, self.settings.default_accept),

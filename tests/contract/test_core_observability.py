@@ -1,12 +1,12 @@
 """core.md §18 (logging) and §19 (metrics), §21 checklist items 114–119.
 
-`obs_server` serves a real model with the family defaults (PyTorch: a TorchScript MLP) on two workers;
+`obs_server` serves a real model with the family defaults (core_scripts.default_model: PyTorch, a
+TorchScript MLP; MXNet, a Module checkpoint) on two workers;
 `json_server` runs a user module that prints, with SMSERVE_LOG_FORMAT=json and SMSERVE_METRICS=false.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import time
@@ -14,19 +14,15 @@ import time
 import pytest
 import requests
 
-from ..harness import FAMILY
 from ..models import make_dir, write_code
+from . import core_scripts
 
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) "
                        r"[\w-]+\[\d+\] \S")
 
 
 def default_model(model_dir):
-    if FAMILY != "pytorch":
-        pytest.skip(f"no default-model builder for family {FAMILY} in this module")
-    pytest.importorskip("torch")
-    importlib.import_module("tests.torch_models").torchscript_mlp(model_dir)
-    return [[0.0, 1.0, 2.0, 3.0]]
+    return core_scripts.default_model(model_dir).payload
 
 
 def parse_metrics(text: str) -> dict[str, dict[tuple, float]]:
@@ -195,7 +191,7 @@ def test_core_118_text_by_default_json_when_asked(obs_server, json_server):
     errors = [e for e in entries if e["level"] == "ERROR" and e.get("request_id") == "boom-118"]
     assert errors and "boom on purpose" in json.dumps(errors)
     assert any(e["logger"] == "access" and e.get("request_id") == "boom-118" and e.get("status") == 500
-               for e in entries)
+               and e.get("request_bytes") == len("boom") for e in entries)
 
 
 def test_core_119_ping_not_in_access_log_by_default(obs_server):
