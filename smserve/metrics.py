@@ -21,8 +21,34 @@ def prepare(directory: Path) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
+_pid = os.getpid()
+
+
+def _refresh_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+def _process_id() -> int:
+    return _pid
+
+
+os.register_at_fork(after_in_child=_refresh_pid)
+
+
+def _use_cached_pid() -> None:
+    """prometheus_client checks os.getpid() on every value update, a system call each time (about 15 per
+    request). The pid only changes at fork, so it is cached and refreshed there."""
+    from prometheus_client import values
+
+    if not getattr(values.ValueClass, "_smserve_cached_pid", False) and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        values.ValueClass = values.MultiProcessValue(process_identifier=_process_id)
+        values.ValueClass._smserve_cached_pid = True
+
+
 class Metrics:
     def __init__(self) -> None:
+        _use_cached_pid()
         from prometheus_client import Counter, Gauge, Histogram
 
         self.requests = Counter("smserve_requests_total", "Requests answered", ["route", "method", "status", "model"],

@@ -7,6 +7,7 @@ answers while every thread is busy predicting.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import threading
@@ -305,8 +306,27 @@ def _request_id(headers: list) -> tuple[str, list]:
         return inference_id.decode("latin-1"), [(b"x-amzn-sagemaker-inference-id", inference_id),
                                                 (b"x-request-id", inference_id)]
     if request_id is None:
-        request_id = os.urandom(16).hex().encode()
+        request_id = _new_request_id()
     return request_id.decode("latin-1"), [(b"x-request-id", request_id)]
+
+
+class _RequestIds:
+    """32 hex digits: a random per-process prefix and a counter. Unique across workers and restarts without
+    a getrandom() system call per request."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._next = itertools.count(1).__next__
+
+    def __call__(self) -> bytes:
+        return f"{self._prefix}{self._next():016x}".encode()
+
+
+_new_request_id = _RequestIds()
 
 
 async def _respond(send: Callable, status: int, body: bytes, content_type: bytes, extra: list | tuple = ()) -> None:

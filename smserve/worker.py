@@ -113,6 +113,7 @@ def run(spec: WorkerSpec, slot: int) -> None:
     loader.start()
     config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="off", access_log=False,
                             log_config=None, timeout_keep_alive=75, server_header=False, date_header=False,
+                            proxy_headers=False,
                             timeout_graceful_shutdown=int(settings.graceful_timeout))
     server = WorkerServer(config, app, settings.graceful_timeout)
     server.run(sockets=[spec.sock])
