@@ -1,6 +1,7 @@
 """Real MXNet models for the MXNet family tests (spec mxnet.md §9 archive layouts), built with mxnet 1.9.1.
 
-Only the MXNet test modules import this file (the mxnet venv has numpy 1.23 and no torch).
+Only MXNet test code imports this file (the mxnet venv has numpy 1.23 and no torch): test_mxnet.py, and
+contract/core_scripts.py inside its family builders when SMSERVE_TEST_FAMILY=mxnet.
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ class TwoInputs(gluon.HybridBlock):
         return self.out(F.concat(x, y, dim=1))
 
 
+class Echo(gluon.HybridBlock):
+    """Returns its input unchanged (no parameters): the MXNet counterpart of torch_models.Echo for the core
+    contract suite. Inputs reach it as float32 NDArrays whatever the request dtype (mxnet.md §5)."""
+
+    def hybrid_forward(self, F, x):
+        return F.identity(x)
+
+
 def _ready(net: gluon.HybridBlock, *example: mx.nd.NDArray, seed: int = 7) -> gluon.HybridBlock:
     mx.random.seed(seed)
     net.initialize(mx.init.Xavier(magnitude=2.5))
@@ -78,6 +87,13 @@ def export_checkpoint(model_dir: Path, net: gluon.HybridBlock | None = None,
     if shapes:
         (model_dir / "model-shapes.json").write_text(json.dumps(shapes))
     return net
+
+
+def echo_export(model_dir: Path) -> gluon.HybridBlock:
+    """Case B (mxnet.md §9): the Echo block exported to model-symbol.json + model-0000.params (an empty
+    parameter file) with no shapes file, so the default model_fn serves it as a gluon.SymbolBlock with the
+    Gluon default input_fn/output_fn, whatever the batch and row width."""
+    return export_checkpoint(model_dir, _ready(Echo(), mx.nd.zeros((1, 2))), shapes=False)
 
 
 def two_heads(model_dir: Path) -> gluon.HybridBlock:

@@ -1,14 +1,23 @@
-"""User scripts and model directories shared by test_core_codecs.py and test_core_http.py.
+"""User scripts and model directories shared by the core contract modules (test_core_*.py).
 
 Each script reports back what the server handed to it, so the tests can check body delivery (core §8),
 decoding (§9), negotiation (§10) and error mapping (§11) through real HTTP. The behaviour of one request
 is selected with the `X-Probe` (or `X-Result`) request header, read through the hook context.
+
+The model builders (`echo_dir`, `default_model`) follow SMSERVE_TEST_FAMILY and import the family's framework
+only when called, so the core modules themselves import no framework (contract/conftest.py would skip them).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
+import pytest
+
+from ..harness import FAMILY
 from ..models import make_dir, write_code
 
 # One worker keeps the servers cheap; the tests do not depend on the worker count.
@@ -117,14 +126,16 @@ def output_fn(prediction, accept, context):
 ''' % {"big": BIG_RESPONSE_BYTES}
 
 
-# Default input_fn and output_fn around an Echo TorchScript model; predict_fn returns canned values on demand.
-ECHO_PREDICT = '''
+# The family's default input_fn and output_fn around an Echo model; predict_fn returns canned values on demand
+# ("f32-tensor" is a float32 tensor of the family's framework). A context parameter without a default is
+# passed by every family (core §7.2, mxnet.md §7).
+ECHO_PREDICT_TEMPLATE = '''
 import numpy as np
-import torch
+import %(framework)s
 
 CANNED = {
     "f32": lambda: np.array([0.1], dtype=np.float32),
-    "f32-tensor": lambda: torch.tensor([0.1], dtype=torch.float32),
+    "f32-tensor": lambda: %(f32_tensor)s,
     "nonfinite": lambda: np.array([np.nan, np.inf, -np.inf]),
     "int1d": lambda: [1, 2, 3],
     "int2d": lambda: [[1, 2], [3, 4]],
@@ -139,9 +150,17 @@ def predict_fn(data, model, context):
     name = context.get_request_header(0, "X-Result")
     if name:
         return CANNED[name]()
-    with torch.inference_mode():
-        return model(data)
+%(forward)s
 '''
+
+ECHO_PREDICT = {
+    "pytorch": ECHO_PREDICT_TEMPLATE % {
+        "framework": "torch", "f32_tensor": "torch.tensor([0.1], dtype=torch.float32)",
+        "forward": "    with torch.inference_mode():\n        return model(data)"},
+    "mxnet": ECHO_PREDICT_TEMPLATE % {
+        "framework": "mxnet as mx", "f32_tensor": "mx.nd.array([0.1], dtype=np.float32)",
+        "forward": "    return model(data)"},
+}
 
 TRANSFORM = '''
 def model_fn(model_dir):
@@ -162,13 +181,69 @@ def probe_dir(tmp: Path) -> Path:
 
 
 def echo_dir(tmp: Path) -> Path:
-    """Echo TorchScript model (float32 parameter) + the canned predict_fn; default input_fn and output_fn."""
-    from ..torch_models import Echo, save_torchscript
-
+    """An Echo model loaded by the family's default model_fn, the canned predict_fn, and the family's default
+    input_fn and output_fn. PyTorch: Echo TorchScript model (float32 parameter). MXNet: Echo Gluon block exported
+    without a shapes file (mxnet.md §9 case B), served as a SymbolBlock with the Gluon defaults (§5)."""
     model_dir = make_dir(tmp)
-    save_torchscript(Echo(), model_dir / "model.pt")
-    write_code(model_dir, ECHO_PREDICT)
+    if FAMILY == "pytorch":
+        from ..torch_models import Echo, save_torchscript
+
+        save_torchscript(Echo(), model_dir / "model.pt")
+    elif FAMILY == "mxnet":
+        from ..mxnet_models import echo_export
+
+        echo_export(model_dir)
+    else:
+        pytest.skip(f"no Echo model builder for family {FAMILY}")
+    write_code(model_dir, ECHO_PREDICT[FAMILY])
     return model_dir
+
+
+@dataclass
+class DefaultModel:
+    """A real model written for the family's default model_fn (no user module) and what the framework itself
+    computes for `payload`."""
+
+    payload: list
+    expected: list
+    local: Callable[[list], list]  # rows -> the framework's own result for them
+
+    @property
+    def outputs(self) -> int:
+        return len(self.expected[0])
+
+    def check(self, result, expected: list | None = None) -> None:
+        expected = self.expected if expected is None else expected
+        assert np.shape(result) == np.shape(expected), (result, expected)
+        assert np.allclose(np.asarray(result, dtype=np.float64), np.asarray(expected, dtype=np.float64),
+                           atol=1e-6), (result, expected)
+
+
+def default_model(model_dir: Path) -> DefaultModel:
+    """Write a model the family default model_fn loads, served entirely by the family defaults.
+    PyTorch: a TorchScript MLP 4 → 8 → 2 (model.pt), expected = its local output (pytorch.md §11 item 1).
+    MXNet: a Module checkpoint MLP 4 → 8 → 3 (mxnet.md §9 case A: symbol, params and shapes, data shape
+    (1, 4)), expected = mxnet's own Module.predict (mxnet.md §11 item 4)."""
+    payload = [[0.0, 1.0, 2.0, 3.0]]
+    if FAMILY == "pytorch":
+        torch = pytest.importorskip("torch")
+        from ..torch_models import torchscript_mlp
+
+        module = torchscript_mlp(model_dir)
+
+        def local(rows):
+            return module(torch.tensor(rows, dtype=torch.float32)).tolist()
+    elif FAMILY == "mxnet":
+        pytest.importorskip("mxnet")
+        from ..mxnet_models import export_checkpoint, module_predict
+
+        export_checkpoint(model_dir)
+
+        def local(rows):
+            return module_predict(model_dir, np.asarray(rows, dtype=np.float32)).tolist()
+    else:
+        pytest.skip(f"no default-model builder for family {FAMILY}")
+    return DefaultModel(payload, local(payload), local)
 
 
 def transform_dir(tmp: Path) -> Path:

@@ -1,4 +1,5 @@
-"""core.md §2 routes and §21 checklist basics, against a TorchScript model served with defaults."""
+"""core.md §2 routes and §21 checklist basics, against the family's default model served with the family
+defaults (PyTorch: a TorchScript MLP; MXNet: a Module checkpoint MLP; core_scripts.default_model)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,17 @@ import json
 import re
 
 import pytest
-import torch
 
 from ..models import make_dir
-from ..torch_models import torchscript_mlp
+from .core_scripts import default_model
 
 
 @pytest.fixture(scope="module")
 def mlp_server(module_servers, tmp_path_factory):
     model_dir = make_dir(tmp_path_factory.mktemp("mlp"))
-    module = torchscript_mlp(model_dir)
+    model = default_model(model_dir)
     server = module_servers(model_dir)
-    server.module = module
+    server.model = model
     return server
 
 
@@ -35,10 +35,10 @@ def test_core_10_ping_any_method(mlp_server):
 
 
 def test_core_13_invocations_returns_model_result(mlp_server):
-    """core §21 item 13 and pytorch §11 item 1: result equals local TorchScript output."""
+    """core §21 item 13, pytorch §11 item 1 and mxnet §11 item 4: result equals the framework's local output
+    (TorchScript forward; MXNet Module.predict)."""
     result = mlp_server.invoke_json([[0, 1, 2, 3]])
-    expected = mlp_server.module(torch.tensor([[0.0, 1, 2, 3]])).tolist()
-    assert torch.allclose(torch.tensor(result), torch.tensor(expected), atol=1e-6)
+    mlp_server.model.check(result, mlp_server.model.local([[0.0, 1, 2, 3]]))
 
 
 def test_core_14_models_model_invoke_equals_invocations(mlp_server):
@@ -62,7 +62,7 @@ def test_core_16_predictions_alias(mlp_server):
     """core §21 item 16."""
     response = mlp_server.post("/predictions/model", json.dumps([[1, 2, 3, 4]]))
     assert response.status_code == 200
-    assert len(response.json()[0]) == 2
+    assert len(response.json()[0]) == mlp_server.model.outputs  # 2 (PyTorch MLP) or 3 (MXNet MLP)
 
 
 def test_core_17_unknown_route_json_404(mlp_server):

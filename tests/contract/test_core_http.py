@@ -1,6 +1,6 @@
 """core.md §3 headers, §4 payload limits, §7.6 responses and §11 errors, through real HTTP.
 
-Servers for the module: `probe` (user input_fn/predict_fn/output_fn driven by X-Probe), `echo` (Echo TorchScript
+Servers for the module: `probe` (user input_fn/predict_fn/output_fn driven by X-Probe), `echo` (the family's Echo
 model, default codecs, default payload limit), `echo20` (SAGEMAKER_MAX_PAYLOAD_IN_MB=20) and `transform`
 (transform_fn, SMSERVE_DEBUG=true). Every refused request is followed by a successful one on the same server.
 """
@@ -209,7 +209,8 @@ def test_core_30_default_payload_limit(echo):
 
 
 def test_core_31_max_payload_mb_20(echo20):
-    """core §21 item 31: SAGEMAKER_MAX_PAYLOAD_IN_MB=20 accepts a 15 MiB body (PyTorch family here)."""
+    """core §21 item 31: SAGEMAKER_MAX_PAYLOAD_IN_MB=20 accepts a 15 MiB body in every family (here the
+    family's Echo model)."""
     response = echo20.post(data=json_body(15 * 1_048_576), content_type="application/json",
                            accept="application/json")
     assert response.status_code == 200, response.text[:500]

@@ -3,12 +3,12 @@
 
 User modules report where they came from through a transform_fn; startup failures are checked through the
 exit status and the log. Tests that need the family's default model_fn build a real model with the
-framework of this environment (PyTorch: a TorchScript MLP) and are skipped elsewhere.
+framework of this environment (core_scripts.default_model: PyTorch, a TorchScript MLP; MXNet, a Module
+checkpoint) and are skipped for families without a builder.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import time
@@ -19,6 +19,7 @@ import requests
 
 from ..harness import FAMILY, served_path
 from ..models import make_dir, write_code
+from . import core_scripts
 
 ONE = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
 
@@ -56,19 +57,8 @@ def report(server) -> dict:
 
 def default_model(model_dir: Path):
     """Write a model the family default model_fn loads; return (request JSON, check(result))."""
-    if FAMILY != "pytorch":
-        pytest.skip(f"no default-model builder for family {FAMILY} in this module")
-    pytest.importorskip("torch")
-    torch_models = importlib.import_module("tests.torch_models")
-    module = torch_models.torchscript_mlp(model_dir)
-    torch = importlib.import_module("torch")
-    payload = [[0.0, 1.0, 2.0, 3.0]]
-    expected = module(torch.tensor(payload)).tolist()
-
-    def check(result):
-        assert torch.allclose(torch.tensor(result), torch.tensor(expected), atol=1e-6), (result, expected)
-
-    return payload, check
+    model = core_scripts.default_model(model_dir)
+    return model.payload, model.check
 
 
 def startup_failure(serve, model_dir: Path, env: dict, timeout: float = 60) -> tuple[int, str]:
