@@ -3,7 +3,8 @@
 Three servers for the whole module:
 - `probe`: a user input_fn that decodes with the default decoder and reports what it got (type, dtype, shape,
   values), so the §9 decode rules are seen as user code sees them;
-- `echo`: an Echo TorchScript model with the PyTorch default input_fn and output_fn (the real default path);
+- `echo`: an Echo model with the family's default input_fn and output_fn (the real default path; PyTorch:
+  TorchScript, MXNet: an exported Gluon block served as a SymbolBlock, core_scripts.echo_dir);
   its predict_fn returns canned values (X-Result header) to exercise the default encoders;
 - `echo_csv`: the same with SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT=text/csv.
 Every bad request is followed by a good one on the same server ("next request succeeds").
@@ -19,6 +20,7 @@ import os
 import numpy as np
 import pytest
 
+from ..harness import FAMILY
 from .core_scripts import ONE_WORKER, echo_dir, probe_dir
 
 GOOD = json.dumps([[1.0, 2.0]])
@@ -249,14 +251,21 @@ def test_core_70_npy_dtype_shape_preserved(probe, array):
     assert got["value"] == array.tolist()
 
 
+# What the family's default input_fn makes of an int64 NPY (the Echo model returns it as it arrived, and NPY
+# output keeps the dtype): PyTorch keeps int64 (pytorch.md §11 item 15); MXNet makes every input a float32
+# NDArray whatever the source dtype (mxnet.md §4.1, §5).
+NPY_INT64_ARRIVES_AS = {"pytorch": np.int64, "mxnet": np.float32}
+
+
 def test_core_70b_npy_default_path_keeps_ints(echo):
-    """core §9.3 + pytorch defaults: an int64 NPY reaches the model as int64 and comes back as NPY int64."""
+    """core §9.3 + family defaults: an int64 NPY reaches the model with the family's dtype (PyTorch: int64;
+    MXNet: float32) and comes back as NPY of that dtype, values intact."""
     array = np.array([[1, 2], [3, 4]], dtype=np.int64)
     response = echo.post(data=npy(array), content_type="application/x-npy", accept="application/x-npy")
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"] == "application/x-npy"
     got = np.load(io.BytesIO(response.content), allow_pickle=False)
-    assert got.dtype == np.int64 and got.tolist() == array.tolist()
+    assert got.dtype == NPY_INT64_ARRIVES_AS[FAMILY] and got.tolist() == array.tolist()
 
 
 class _Exploit:
