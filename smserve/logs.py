@@ -108,6 +108,7 @@ class AccessLog:
         self._size = 0
         self._timer = None
         self._loop = None
+        self.pid = os.getpid()  # an access log belongs to one worker process
 
     def bind(self, loop) -> None:
         self._loop = loop
@@ -117,14 +118,15 @@ class AccessLog:
         if not self.enabled:
             return
         now = time.time()
+        pid = self.pid
         if self.json:
-            line = json.dumps({"ts": _timestamp(now), "level": "INFO", "logger": "access", "pid": os.getpid(),
+            line = json.dumps({"ts": _timestamp(now), "level": "INFO", "logger": "access", "pid": pid,
                                "worker": _worker_label, "msg": f"{method} {path} {status}",
                                "method": method, "path": path, "status": status,
                                "duration_ms": round(duration_ms, 3), "request_bytes": request_bytes,
                                "response_bytes": response_bytes, "request_id": request_id, "model": model})
         else:
-            line = (f"{_timestamp(now)} INFO {_worker_label}[{os.getpid()}] access: {method} {path} {status} "
+            line = (f"{_timestamp(now)} INFO {_worker_label}[{pid}] access: {method} {path} {status} "
                     f"{duration_ms:.2f}ms in={request_bytes} out={response_bytes} request_id={request_id} model={model}")
         self._lines.append(line)
         self._size += len(line)
