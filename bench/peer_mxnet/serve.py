@@ -9,54 +9,21 @@ toolkit's handler service. AWS needs an importable user module even for the defa
 SAGEMAKER_PROGRAM defaults to inference.py and the model's code/ directory is put on PYTHONPATH (as the
 AWS image's environment does).
 """
-import argparse
 import os
-import shutil
 import sys
-import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import peer_env  # noqa: E402  (bench/peer_env.py)
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model-dir", required=True)
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--run-dir", default=None)
-    args = ap.parse_args()
-
-    run_dir = args.run_dir or tempfile.mkdtemp(prefix="peer-mxnet-")
-    os.makedirs(run_dir, exist_ok=True)
-    base = os.path.join(run_dir, "ml")
-    model_dst = os.path.join(base, "model")
-    if os.path.exists(model_dst):
-        shutil.rmtree(model_dst)
-    shutil.copytree(args.model_dir, model_dst)
-    logs = os.path.join(run_dir, "logs")
-    os.makedirs(logs, exist_ok=True)
-
-    addr = "http://127.0.0.1:%d" % args.port
-    os.environ["SAGEMAKER_BASE_DIR"] = base
-    os.environ["SAGEMAKER_BIND_TO_PORT"] = str(args.port)
+    args = peer_env.parse_args()
     os.environ.setdefault("SAGEMAKER_PROGRAM", "inference.py")
-    os.environ["MMS_INFERENCE_ADDRESS"] = addr
-    os.environ["MMS_MANAGEMENT_ADDRESS"] = addr
-    os.environ["LOG_LOCATION"] = logs
-    os.environ["METRICS_LOCATION"] = logs
-    code = os.path.join(model_dst, "code")
-    os.environ["PYTHONPATH"] = code + (":" + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
-    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    os.chdir(run_dir)
-
-    # Import after SAGEMAKER_BASE_DIR is set: sagemaker_inference.environment reads it at import time.
-    from sagemaker_inference import model_server
+    run_dir = peer_env.relocate(args, "peer-mxnet-", lambda model_dst: os.path.join(model_dst, "code"))
+    peer_env.loopback_config(run_dir)
     from sagemaker_mxnet_serving_container import serving
 
-    model_server.MMS_CONFIG_FILE = os.path.join(run_dir, "sagemaker-mms.properties")
-    orig = model_server._generate_mms_config_properties
-
-    def loopback_properties(*a, **kw):
-        return orig(*a, **kw).replace("0.0.0.0", "127.0.0.1")
-
-    model_server._generate_mms_config_properties = loopback_properties
     serving.main()
 
 

@@ -91,7 +91,11 @@ def _tensor_from_array(array: np.ndarray) -> torch.Tensor:
 def to_numpy_tree(value: Any) -> Any:
     """Tensors (nested in tuples, lists, dicts) to numpy arrays on the CPU, keeping their dtype."""
     if isinstance(value, torch.Tensor):
-        tensor = value.detach().cpu()
+        # detach()/cpu() are torch ops that release and re-take the GIL: skip them when they would not change
+        # anything (each re-take waits on the event-loop thread under load)
+        tensor = value.detach() if value.requires_grad else value
+        if tensor.device.type != "cpu":
+            tensor = tensor.cpu()
         if tensor.dtype in NUMPY_UNSUPPORTED:
             tensor = tensor.to(torch.float32)
         return tensor.numpy()
@@ -164,7 +168,7 @@ class PyTorchDefaults:
         return self._place(tensor)
 
     def _place(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self.float_dtype is not None and tensor.is_floating_point() and tensor.dtype != self.float_dtype:
+        if self.float_dtype is not None and tensor.dtype.is_floating_point and tensor.dtype != self.float_dtype:
             tensor = tensor.to(self.float_dtype)
         return tensor.to(self.device) if self.device.type != "cpu" else tensor
 
