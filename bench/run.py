@@ -227,19 +227,6 @@ def listening_addrs(pids):
     return addrs
 
 
-_HOST_OPT = None
-
-
-def smserve_has_host_option():
-    """Pass --host 127.0.0.1 when `smserve serve` has it (SageMaker images bind all interfaces)."""
-    global _HOST_OPT
-    if _HOST_OPT is None:
-        out = subprocess.run([os.path.join(SMSERVE_VENV, "bin", "smserve"), "serve", "--help"],
-                             capture_output=True, text=True).stdout
-        _HOST_OPT = "--host" in out
-    return _HOST_OPT
-
-
 class Server:
     def __init__(self, server, model, model_dir, workers, port, run_dir):
         self.server, self.model, self.workers, self.port = server, model, workers, port
@@ -253,7 +240,7 @@ class Server:
         if server == "smserve":
             env.update(SMSERVE_FAMILY="pytorch", SMSERVE_SKIP_REQUIREMENTS="true", SMSERVE_ACCESS_LOG="true")
             cmd = [os.path.join(SMSERVE_VENV, "bin", "smserve"), "serve", "--model-dir", model_dir,
-                   "--port", str(port)] + (["--host", "127.0.0.1"] if smserve_has_host_option() else [])
+                   "--port", str(port), "--host", "127.0.0.1"]
         else:
             cmd = [python_of("peer"), os.path.join(BENCH, "peer_mms", "serve.py"), "--model-dir", model_dir,
                    "--port", str(port), "--run-dir", run_dir]
@@ -552,10 +539,8 @@ def main():
                             procs = [cmdline(p) for p in pids]
                             binds = listening_addrs(pids)
                             bad = [a for a in binds if not a.startswith(("127.0.0.1:", "[::ffff:127.0.0.1]:"))]
-                            if bad and srv == "peer":
+                            if bad:
                                 raise RuntimeError("%s listens beyond loopback: %s" % (srv, bad))
-                            if bad:  # smserve without a bind-address option: traffic stays on loopback
-                                log("    WARNING: %s listens on %s (no --host option); load is loopback only" % (srv, bad))
                             if warmup:
                                 wrk(s.url(""), c, warmup, MODELS[m]["body"])
                             watch = CpuWatch(session_pids(s.sid))

@@ -81,7 +81,7 @@ class Server(bench.Server):
         if server == "smserve":
             env.update(SMSERVE_FAMILY="mxnet", SMSERVE_SKIP_REQUIREMENTS="true", SMSERVE_ACCESS_LOG="true")
             cmd = [os.path.join(bench.SMSERVE_VENV, "bin", "smserve"), "serve", "--model-dir", model_dir,
-                   "--port", str(port)]
+                   "--port", str(port), "--host", "127.0.0.1"]
         else:
             cmd = [bench.python_of("peer"), os.path.join(bench.BENCH, "peer_mxnet", "serve.py"), "--model-dir",
                    model_dir, "--port", str(port), "--run-dir", run_dir]

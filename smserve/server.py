@@ -255,6 +255,7 @@ class App:
         lines += [f'smserve_workers{{state="{name}"}} {count}' for name, count in counts.items()]
         lines += ["# HELP smserve_build_info Build information", "# TYPE smserve_build_info gauge",
                   f"smserve_build_info{{{labels}}} 1"]
+        self.metrics.flush()  # this worker's own recent observations (other workers flush every 50 ms)
         loop = asyncio.get_running_loop()
         body = await loop.run_in_executor(None, self.metrics.render, lines)
         await _respond(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")

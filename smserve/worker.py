@@ -17,7 +17,6 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from pathlib import Path
 
 import uvicorn
 
@@ -73,11 +72,15 @@ class WorkerServer(uvicorn.Server):
         while self.app.inflight and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         self.app.access_log.flush()
+        if self.app.metrics is not None:
+            self.app.metrics.flush()
         self.should_exit = True
 
     async def startup(self, sockets=None) -> None:
         self._loop = asyncio.get_running_loop()
         self.app.access_log.bind(self._loop)
+        if self.app.metrics is not None:
+            self.app.metrics.bind(self._loop)
         await super().startup(sockets=sockets)
 
 
@@ -118,6 +121,8 @@ def run(spec: WorkerSpec, slot: int) -> None:
     server = WorkerServer(config, app, settings.graceful_timeout)
     server.run(sockets=[spec.sock])
     access_log.flush()
+    if metrics is not None:
+        metrics.flush()
     os._exit(0)
 
 

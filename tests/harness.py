@@ -95,6 +95,18 @@ class Server:
             time.sleep(0.1)
         raise TimeoutError(f"server did not exit within {timeout} s\n{self.logs()}")
 
+    def wait_failed_start(self, timeout: float = 60) -> tuple[int, str]:
+        """For a server that must not start: wait for its exit, checking meanwhile that /ping is never 200.
+        Returns (exit status, log)."""
+        end = time.monotonic() + timeout
+        while self.poll() is None and time.monotonic() < end:
+            try:
+                assert requests.get(self.url + "/ping", timeout=2).status_code != 200, "/ping turned 200"
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        return self.wait_exit(10), self.logs()
+
     def signal(self, signum: int = signal.SIGTERM) -> None:
         if self.proc is not None:
             self.proc.send_signal(signum)

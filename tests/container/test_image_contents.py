@@ -4,7 +4,6 @@ Each test names its checklist item: test_images_<n>_... is images.md §6 item n.
 """
 from __future__ import annotations
 
-import configparser
 import glob
 import re
 import subprocess

@@ -8,6 +8,10 @@ import importlib.util
 import os
 import re
 
+import pytest
+
+from .core_scripts import ONE_WORKER, echo_dir, probe_dir
+
 FAMILY = os.environ.get("SMSERVE_TEST_FAMILY", "pytorch")
 FAMILY_SUITES = {"pytorch": "test_pytorch", "mxnet": "test_mxnet"}
 FRAMEWORK_IMPORT = re.compile(r"^\s*(?:import|from)\s+(?:\.\.)?(torch|mxnet|torch_models|mxnet_models)\b", re.M)
@@ -29,3 +33,15 @@ def pytest_ignore_collect(collection_path, config):
     if any(importlib.util.find_spec(framework) is None for framework in needed):
         return True
     return None
+
+
+@pytest.fixture(scope="module")
+def probe(module_servers, tmp_path_factory):
+    """A server running the PROBE script (core_scripts): request headers steer its hooks."""
+    return module_servers(probe_dir(tmp_path_factory.mktemp("probe")), ONE_WORKER)
+
+
+@pytest.fixture(scope="module")
+def echo(module_servers, tmp_path_factory):
+    """The family's echo model with the family's default input_fn/output_fn and a canned predict_fn."""
+    return module_servers(echo_dir(tmp_path_factory.mktemp("echo")), ONE_WORKER)

@@ -22,6 +22,25 @@ from ..models import make_dir, write_code
 
 # One worker keeps the servers cheap; the tests do not depend on the worker count.
 ONE_WORKER = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
+GOOD = "[[1.0, 2.0]]"  # a request the echo and probe scripts answer with 200
+
+
+def still_serves(server):
+    """The spec's "the next request on the same server succeeds" after a refused request."""
+    response = server.post(data=GOOD, content_type="application/json", accept="application/json")
+    assert response.status_code == 200, response.text
+    return response
+
+
+def error(response, status: int, error_type: str | None = None) -> dict:
+    """The spec's JSON error body (core §9) with this status and, when given, this type."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert body["code"] == status and set(body) >= {"code", "type", "message", "request_id"}
+    if error_type is not None:
+        assert body["type"] == error_type, body
+    return body
 
 BIG_RESPONSE_BYTES = 20_000_000
 

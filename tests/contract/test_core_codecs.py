@@ -21,42 +21,14 @@ import numpy as np
 import pytest
 
 from ..harness import FAMILY
-from .core_scripts import ONE_WORKER, echo_dir, probe_dir
+from .core_scripts import GOOD, ONE_WORKER, echo_dir, error, still_serves
 
-GOOD = json.dumps([[1.0, 2.0]])
-
-
-@pytest.fixture(scope="module")
-def probe(module_servers, tmp_path_factory):
-    return module_servers(probe_dir(tmp_path_factory.mktemp("probe")), ONE_WORKER)
-
-
-@pytest.fixture(scope="module")
-def echo(module_servers, tmp_path_factory):
-    return module_servers(echo_dir(tmp_path_factory.mktemp("echo")), ONE_WORKER)
 
 
 @pytest.fixture(scope="module")
 def echo_csv(module_servers, tmp_path_factory):
     return module_servers(echo_dir(tmp_path_factory.mktemp("echo-csv")),
                           {**ONE_WORKER, "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"})
-
-
-def still_serves(server):
-    """The spec's "next request succeeds" after a refused request."""
-    response = server.post(data=GOOD, content_type="application/json", accept="application/json")
-    assert response.status_code == 200, response.text
-    return response
-
-
-def error(response, status: int, error_type: str | None = None) -> dict:
-    assert response.status_code == status, (response.status_code, response.text)
-    assert response.headers["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert body["code"] == status and set(body) >= {"code", "type", "message", "request_id"}
-    if error_type is not None:
-        assert body["type"] == error_type, body
-    return body
 
 
 def decoded(server, body, content_type, **kwargs) -> dict:

@@ -7,8 +7,6 @@ the scripts' transform_fn / output_fn send it back, so the tests read it over HT
 
 from __future__ import annotations
 
-import json
-import time
 import uuid
 from pathlib import Path
 
@@ -106,15 +104,7 @@ def transform_fn(model, body, content_type, accept):
 
 
 def startup_failure(serve, model_dir: Path, env: dict, timeout: float = 60) -> tuple[int, str]:
-    server = serve(model_dir, env, ready=False)
-    end = time.monotonic() + timeout
-    while server.poll() is None and time.monotonic() < end:
-        try:
-            assert requests.get(server.url + "/ping", timeout=2).status_code != 200
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    return server.wait_exit(10), server.logs()
+    return serve(model_dir, env, ready=False).wait_failed_start(timeout)
 
 
 @pytest.fixture(scope="module")

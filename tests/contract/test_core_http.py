@@ -13,21 +13,10 @@ import threading
 
 import pytest
 
-from .core_scripts import BIG_RESPONSE_BYTES, ONE_WORKER, echo_dir, probe_dir, transform_dir
+from .core_scripts import BIG_RESPONSE_BYTES, GOOD, ONE_WORKER, echo_dir, error, still_serves, transform_dir
 
 DEFAULT_LIMIT = 6_553_500
-GOOD = b"[[1.0, 2.0]]"
 CUSTOM = "X-Amzn-SageMaker-Custom-Attributes"
-
-
-@pytest.fixture(scope="module")
-def probe(module_servers, tmp_path_factory):
-    return module_servers(probe_dir(tmp_path_factory.mktemp("probe")), ONE_WORKER)
-
-
-@pytest.fixture(scope="module")
-def echo(module_servers, tmp_path_factory):
-    return module_servers(echo_dir(tmp_path_factory.mktemp("echo")), ONE_WORKER)
 
 
 @pytest.fixture(scope="module")
@@ -42,23 +31,6 @@ def transform(module_servers, tmp_path_factory):
                           {**ONE_WORKER, "SMSERVE_DEBUG": "true"})
 
 
-def still_serves(server):
-    """The spec's "next request succeeds"."""
-    response = server.post(data=GOOD, content_type="application/json", accept="application/json")
-    assert response.status_code == 200, response.text
-    return response
-
-
-def error(response, status: int, error_type: str | None = None) -> dict:
-    assert response.status_code == status, (response.status_code, response.text)
-    assert response.headers["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert body["code"] == status and set(body) >= {"code", "type", "message", "request_id"}
-    if error_type is not None:
-        assert body["type"] == error_type, body
-    return body
-
-
 def probe_post(server, probe: str, accept: str | None = "application/json", headers: dict | None = None,
                **kwargs):
     return server.post(data=b"[1]", content_type="application/json", accept=accept,
@@ -67,7 +39,7 @@ def probe_post(server, probe: str, accept: str | None = "application/json", head
 
 def json_body(size: int) -> bytes:
     """A valid JSON body for the Echo model of exactly `size` bytes (trailing whitespace is valid JSON)."""
-    return GOOD + b" " * (size - len(GOOD))
+    return GOOD.encode() + b" " * (size - len(GOOD))
 
 
 def raw_exchange(port: int, head: bytes, chunks, timeout: float = 30) -> tuple[bytes, bool]:
@@ -241,7 +213,7 @@ def test_core_32_chunked_over_limit_413_and_close(echo):
     """core §21 item 32: a chunked body exceeding the limit → 413 and the connection closes."""
     head = (b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n")
-    first = b"%x\r\n%s\r\n" % (len(GOOD), GOOD)
+    first = b"%x\r\n%s\r\n" % (len(GOOD), GOOD.encode())
     data, closed = raw_exchange(echo.port, head, [first, *_chunked(DEFAULT_LIMIT + 1_000_000)])
     status, headers, payload = parse_response(data)
     assert status == 413, data[:500]

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from ..harness import FAMILY, served_path
 from ..models import make_dir, write_code
@@ -62,16 +60,7 @@ def default_model(model_dir: Path):
 
 
 def startup_failure(serve, model_dir: Path, env: dict, timeout: float = 60) -> tuple[int, str]:
-    """Start a server that must not become ready; return (exit status, log). /ping must never be 200."""
-    server = serve(model_dir, env, ready=False)
-    end = time.monotonic() + timeout
-    while server.poll() is None and time.monotonic() < end:
-        try:
-            assert requests.get(server.url + "/ping", timeout=2).status_code != 200
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    return server.wait_exit(10), server.logs()
+    return serve(model_dir, env, ready=False).wait_failed_start(timeout)
 
 
 # ------------------------------------------------------------------ §5.2 user module resolution

@@ -38,8 +38,14 @@ def parse_metrics(text: str) -> dict[str, dict[tuple, float]]:
     return out
 
 
+# Workers publish their observations to the shared metric files in batches, at most 50 ms after a request
+# (smserve.metrics.FLUSH_INTERVAL); a scrape shows every request answered before that.
+PUBLISH_DELAY_S = 0.15
+
+
 def scrape(server) -> dict[str, dict[tuple, float]]:
-    """One scrape on a fresh connection (any worker may answer)."""
+    """One scrape on a fresh connection (any worker may answer), after the publication delay."""
+    time.sleep(PUBLISH_DELAY_S)
     response = requests.get(server.url + "/metrics", timeout=10)
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/plain")
@@ -101,6 +107,7 @@ def test_core_115_metrics_same_whichever_worker_answers(obs_server):
     in the access log) report the same /invocations counts."""
     for _ in range(4):
         assert post(obs_server, obs_server.payload).status_code == 200
+    time.sleep(PUBLISH_DELAY_S)
     results = []
     for _ in range(40):
         response = requests.get(obs_server.url + "/metrics", timeout=10,

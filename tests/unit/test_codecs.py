@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import pickle
 
 import numpy as np
 import pytest
