@@ -31,6 +31,8 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
+sys.path.insert(0, BENCH)
+from proc import envlist, free_port, log, machine_busy_s, procs_cpu_s, session_pids  # noqa: E402
 PEER_VENV = os.path.join(ROOT, ".venv", "peer-mms")
 SMSERVE_VENV = os.path.join(ROOT, ".venv", "pytorch")
 LUA = os.path.join(BENCH, "wrk", "post.lua")
@@ -53,30 +55,6 @@ ABSOLUTE = [  # (workers, connections, metric, op, value)
     (1, 1, "rps", ">=", 3000), (1, 1, "p50_ms", "<=", 0.35), (1, 1, "p99_ms", "<=", 1.5),
     (1, 8, "rps", ">=", 4000), (1, 8, "p99_ms", "<=", 6.0), (2, 8, "rps", ">=", 4000),
 ]
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def envlist(name, default):
-    return [x.strip() for x in os.environ.get(name, default).split(",") if x.strip()]
-
-
-def free_port():
-    """A free 127.0.0.1 port below 32767: MMS 1.1.11 rejects higher ports ("Invalid port number"),
-    so the kernel's ephemeral range (32768+) cannot be used; the same rule applies to both servers."""
-    import random
-
-    for _ in range(200):
-        port = random.randrange(20000, 32700)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-32700")
 
 
 def run_cmd(cmd, **kw):
@@ -128,52 +106,12 @@ def build_models(tmp):
 
 # ---------------------------------------------------------------- processes
 
-def session_pids(sid):
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields[0] = state, [3] = session id (stat fields 3 and 6)
-        if int(fields[3]) == sid and fields[0] != "Z":
-            pids.append(int(d))
-    return pids
-
-
 def cmdline(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
             return f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:160]
     except OSError:
         return "?"
-
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_busy_s():
-    """(process-context busy, irq+softirq) CPU seconds of the whole machine, from /proc/stat.
-    Loopback TCP work runs largely in softirq, charged to no process: it is kept apart from "other"."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    user, nice, system, irq, softirq = v[0], v[1], v[2], v[5], v[6]
-    return (user + nice + system) / TICK, (irq + softirq) / TICK
-
-
-def procs_cpu_s(pids):
-    total = 0
-    for p in pids:
-        try:
-            with open("/proc/%d/stat" % p) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (stat fields 14, 15)
-        except OSError:
-            pass
-    return total / TICK
 
 
 class CpuWatch:
@@ -185,7 +123,7 @@ class CpuWatch:
         self.resource = resource
         self.pids = pids
         self.t0 = time.monotonic()
-        self.busy0 = cpu_busy_s()
+        self.busy0 = machine_busy_s()
         self.srv0 = procs_cpu_s(pids)
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         me = resource.getrusage(resource.RUSAGE_SELF)
@@ -193,7 +131,7 @@ class CpuWatch:
 
     def stop(self):
         wall = time.monotonic() - self.t0
-        b1 = cpu_busy_s()
+        b1 = machine_busy_s()
         busy, irq = b1[0] - self.busy0[0], b1[1] - self.busy0[1]
         srv = procs_cpu_s(self.pids) - self.srv0
         ru = self.resource.getrusage(self.resource.RUSAGE_CHILDREN)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
+
+import numpy as np
 
 
 def write_code(model_dir: Path, source: str, name: str = "inference.py", where: str = "code") -> Path:
@@ -19,3 +22,15 @@ def make_dir(tmp_path: Path, name: str = "model") -> Path:
     path.chmod(0o755)
     tmp_path.chmod(0o755)
     return path
+
+
+def npy(array: np.ndarray) -> bytes:
+    """A request body in application/x-npy, never pickled."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def from_npy(body: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(body), allow_pickle=False)
+

@@ -27,7 +27,6 @@ import http.client
 import json
 import os
 import platform
-import random
 import shutil
 import signal
 import socket
@@ -41,6 +40,8 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from proc import envlist, free_port, log, machine_busy_s, procs_cpu_s, session_pids  # noqa: E402
 APPS = os.path.join(HERE, "apps")
 REQS = os.path.join(HERE, "requirements.txt")
 LUA = os.path.join(ROOT, "bench", "wrk", "post.lua")
@@ -51,14 +52,6 @@ BODY = "[1, 2.5, 3]"
 EXPECTED = [2, 5.0, 6]
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 40.0
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def envlist(name, default):
-    return [x.strip() for x in os.environ.get(name, default).split(",") if x.strip()]
 
 
 # ---------------------------------------------------------------- layers
@@ -183,56 +176,6 @@ def make_smserve_model(tmp):
 
 
 # ---------------------------------------------------------------- processes
-
-def free_port():
-    for _ in range(200):
-        port = random.randrange(20000, 32700)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-32700")
-
-
-def session_pids(sid):
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":  # stat field 6 = session id
-            pids.append(int(d))
-    return pids
-
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_s():
-    """(process-context busy, irq + softirq) CPU seconds of the whole machine, from /proc/stat. Loopback TCP
-    work runs largely in softirq, charged to no process, so it is kept apart from "other"."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (v[0] + v[1] + v[2]) / TICK, (v[5] + v[6]) / TICK  # user nice system; irq softirq
-
-
-def procs_cpu_s(pids):
-    total = 0
-    for p in pids:
-        try:
-            with open("/proc/%d/stat" % p) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except OSError:
-            pass
-    return total / TICK
-
 
 class Server:
     def __init__(self, layer, workers, run_dir):

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from ..harness import CONTAINER_MODEL_DIR, FAMILY, IMAGE, TARGET
-from ..models import make_dir, write_code
+from ..models import from_npy, make_dir, npy, write_code
 from ..mxnet_models import (IN_UNITS, export_checkpoint, gluon_with_code, module_predict, two_heads,
                             two_inputs)
 
@@ -28,16 +28,6 @@ pytestmark = pytest.mark.skipif(FAMILY != "mxnet", reason="MXNet family suite: s
 JSON, CSV, NPY, NPZ = "application/json", "text/csv", "application/x-npy", "application/x-npz"
 ONE_WORKER = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
 ROWS = np.arange(9 * IN_UNITS, dtype=np.float32).reshape(9, IN_UNITS) / 10.0
-
-
-def npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
-
-
-def from_npy(body: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(body), allow_pickle=False)
 
 
 def npz(**arrays: np.ndarray) -> bytes:

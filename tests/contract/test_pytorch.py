@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from ..harness import TARGET
-from ..models import make_dir, write_code
+from ..models import from_npy, make_dir, npy, write_code
 from ..torch_models import MLP, mlp, save_torchscript, torchscript_mlp
 
 NPY = "application/x-npy"
@@ -74,16 +74,6 @@ class MLP(torch.nn.Module):
     def forward(self, x):
         return self.fc2(torch.relu(self.fc1(x)))
 '''
-
-
-def npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
-
-
-def from_npy(body: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(body), allow_pickle=False)
 
 
 def startup_failure(serve, model_dir, env=None) -> str:

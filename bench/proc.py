@@ -1,0 +1,71 @@
+"""Process and machine accounting shared by the benchmark drivers (bench/run.py, bench/layers/run.py):
+free loopback ports, a session's processes, CPU time from /proc. Standard library only: the drivers run under
+the host's python3."""
+import os
+import random
+import socket
+import sys
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def envlist(name, default):
+    return [x.strip() for x in os.environ.get(name, default).split(",") if x.strip()]
+
+
+def free_port():
+    """A free 127.0.0.1 port below 32767: MMS 1.1.11 rejects higher ports ("Invalid port number"),
+    so the kernel's ephemeral range (32768+) cannot be used; the same rule applies to every server."""
+    for _ in range(200):
+        port = random.randrange(20000, 32700)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32700")
+
+
+def _stat_fields(pid):
+    """/proc/<pid>/stat after the command name: [0] state, [3] session id, [11] utime, [12] stime."""
+    with open("/proc/%s/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def session_pids(sid):
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            fields = _stat_fields(d)
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            pids.append(int(d))
+    return pids
+
+
+def machine_busy_s():
+    """(process-context busy, irq + softirq) CPU seconds of the whole machine, from /proc/stat. Loopback TCP
+    work runs largely in softirq, charged to no process, so it is kept apart from "other"."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, irq, softirq = v[0], v[1], v[2], v[5], v[6]
+    return (user + nice + system) / TICK, (irq + softirq) / TICK
+
+
+def procs_cpu_s(pids):
+    total = 0
+    for p in pids:
+        try:
+            fields = _stat_fields(p)
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / TICK
