@@ -74,7 +74,7 @@ class Supervisor:
         self.pids: dict[int, int] = {}  # pid -> slot
         self.restart_at: dict[int, float] = {}  # slot -> monotonic time of the next start
         self.failures: dict[int, int] = {}  # slot -> consecutive crashes
-        self.killed_hung: set[int] = set()
+        self.killed_hung: dict[int, float] = {}  # pid of a hung worker being recycled -> when to SIGKILL it
         self.run_dir = Path(tempfile.mkdtemp(prefix="smserve-"))
         self.metrics = None
 
@@ -240,13 +240,14 @@ class Supervisor:
     def _monitor(self) -> int:
         s = self.settings
         hung_after = s.request_timeout.value + s.hung_grace
+        hung_stop_wait = min(s.graceful_timeout, s.request_timeout.value + 1.0)
         oom_seen = _oom_kills()
         while self.stop_signal is None:
             now = time.monotonic()
             for slot, code, pid in self._reap():
                 if pid in self.killed_hung:
                     reason = "hung"
-                    self.killed_hung.discard(pid)
+                    del self.killed_hung[pid]
                 else:
                     oom_now = _oom_kills()
                     reason = "oom" if oom_now > oom_seen else "crash"
@@ -271,10 +272,16 @@ class Supervisor:
                     self.failures[slot] = 0
                 busy = self.state.busy_since(slot)
                 if busy and now - busy > hung_after and pid not in self.killed_hung:
+                    # SIGTERM first: the worker stops accepting, finishes writing the answers of its other
+                    # requests (each one ends by its own deadline) and exits; SIGKILL if it cannot.
                     log.error("worker %d (pid %d) has been executing one request for %.0f s (deadline + "
-                              "SMSERVE_HUNG_GRACE = %g s); recycling it", slot, pid, now - busy, hung_after)
-                    self.killed_hung.add(pid)
-                    os.kill(pid, signal.SIGKILL)
+                              "SMSERVE_HUNG_GRACE = %g s); recycling it (SIGKILL in %.0f s if it does not stop)",
+                              slot, pid, now - busy, hung_after, hung_stop_wait)
+                    self.killed_hung[pid] = now + hung_stop_wait
+                    _signal(pid, signal.SIGTERM)
+            for pid, kill_at in self.killed_hung.items():
+                if now >= kill_at and pid in self.pids:
+                    _signal(pid, signal.SIGKILL)
             time.sleep(POLL)
         return self._drain()
 

@@ -435,6 +435,34 @@ def test_core_88_hung_worker_recycled_after_deadline_plus_grace(serve, tmp_path)
         assert server.worker_pids() == [response.json()["pid"]]
 
 
+def test_core_88_recycling_answers_requests_queued_behind_the_hung_one(serve, tmp_path):
+    """core §21 item 88 (§16), nothing lost: a request queued behind a hung one on the same worker, whose own
+    deadline falls after the recycle starts, still gets its complete 504 answer; the worker is replaced after.
+    (A plain SIGKILL at the recycle would cut that connection.)"""
+    server = serve(life_dir(tmp_path), {**ONE, "SAGEMAKER_MODEL_SERVER_TIMEOUT": "2", "SMSERVE_HUNG_GRACE": "1"})
+    pid = call(server).json()["pid"]
+    session = requests.Session()  # one connection to the one worker for both requests
+    hung = threading.Thread(target=lambda: session.post(server.url + "/invocations", data='{"hang": true}',
+                                                         headers={"Content-Type": "application/json"}, timeout=30))
+    hung.start()
+    time.sleep(1.5)  # the hung request's deadline is at 2 s, its recycle at 3 s; this one's deadline at 3.5 s
+    queued = requests.post(server.url + "/invocations", data="{}", headers={"Content-Type": "application/json"},
+                           timeout=30)
+    hung.join(30)
+    assert queued.status_code == 504, queued.text
+    assert queued.json()["code"] == 504
+
+    def replaced():
+        try:
+            response = call(server, timeout=10)
+        except requests.ConnectionError:
+            return None
+        return response if response.status_code == 200 and response.json()["pid"] != pid else None
+
+    wait_for(replaced, 30, 0.2, "a new worker")
+    assert restarts(server, "hung") == 1
+
+
 # ------------------------------------------------------------------ §1.2 step 7, model_fn failure
 
 def test_core_89_startup_timeout_exits_1(serve, tmp_path):
