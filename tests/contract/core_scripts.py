@@ -139,6 +139,7 @@ def output_fn(prediction, accept, context):
     if probe == "set-attr-long":
         context.set_response_header(0, CUSTOM, "a" * 1025)
     prediction["accept"] = accept
+    prediction["target_model"] = context.get_request_header(0, "X-Amzn-SageMaker-Target-Model")
     prediction["custom_attributes"] = [context.get_request_header(0, name) for name in
                                        (CUSTOM, CUSTOM.lower(), CUSTOM.upper(), "x-AMZN-sagemaker-CUSTOM-attributes")]
     return json.dumps(prediction), "application/json"

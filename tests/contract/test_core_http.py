@@ -150,6 +150,22 @@ def test_core_23_hook_sets_custom_attributes(probe):
     assert CUSTOM not in response.headers
 
 
+def test_core_24_target_model_header_never_routes(probe):
+    """core §21 item 24 (§3): X-Amzn-SageMaker-Target-Model never changes which model answers: the single model
+    answers whatever the header names, the hook sees the header in its context, and the model name in the path
+    (not the header) decides a 404."""
+    target = "X-Amzn-SageMaker-Target-Model"
+    for path in ("/invocations", "/models/model/invoke", "/invocations?model_name=model"):
+        response = probe.post(path=path, data=b"[1]", content_type="application/json",
+                              headers={target: "other-model.tar.gz"})
+        assert response.status_code == 200, (path, response.text)
+        assert response.json()["target_model"] == "other-model.tar.gz"
+    assert probe_post(probe, "raw").json()["target_model"] is None
+    error(probe.post(path="/models/other/invoke", data=b"[1]", content_type="application/json",
+                     headers={target: "model"}), 404, "ModelNotFound")
+    still_serves(probe)
+
+
 # ---------------------------------------------------------------- §4 payload limits
 
 def test_core_30_default_payload_limit(echo):
