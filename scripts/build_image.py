@@ -200,7 +200,7 @@ def ensure_dockerignore() -> None:
         "*\n"
         "!pyproject.toml\n!README.md\n!LICENSE\n!smserve\n!requirements\n"
         "!docker/smserve-entrypoint\n!docker/serve\n!docker/context-extra\n"
-        "!scripts/gen_licenses.py\n!scripts/slim_venv.py\n"
+        "!scripts/gen_licenses.py\n!scripts/slim_venv.py\n!scripts/verify_venv.py\n"
         "**/__pycache__\n**/*.pyc\n"
     )
     if not DOCKERIGNORE.exists() or DOCKERIGNORE.read_text() != want:
@@ -316,6 +316,24 @@ def build_lock():
         yield
 
 
+def build_arguments(matrix: dict, row: dict, base: str) -> dict[str, str]:
+    """The --build-arg values that select the family and the row in docker/Dockerfile (inf1: the base only)."""
+    if row.get("status") == "needs-neuron-dir":
+        return {"BASE_IMAGE": base}
+    fam = matrix["families"][row["family"]]
+    return {
+        "BASE_IMAGE": base,
+        "FAMILY": row["family"],
+        "VARIANT": row["variant"],
+        "FRAMEWORK": fam["framework"],
+        "FRAMEWORK_TITLE": fam["framework_title"],
+        "FRAMEWORK_VERSION": fam["framework_version"],
+        "REQUIREMENTS": fam["pins"],
+        "FRAMEWORK_SPEC": row.get("framework_spec", ""),
+        **row.get("build_args", {}),
+    }
+
+
 def _build_locked(matrix: dict, row: dict, args, neuron: Path | None, base: str, is_inf1: bool) -> int:
     family, variant = row["family"], row["variant"]
     fam = matrix["families"][family]
@@ -333,21 +351,10 @@ def _build_locked(matrix: dict, row: dict, args, neuron: Path | None, base: str,
     if git("status", "--porcelain", "--untracked-files=no", "--", "smserve", "docker", "requirements",
            "pyproject.toml"):
         rev += "-dirty"
-    build_args = {
-        "BASE_IMAGE": base,
-        "VARIANT": variant,
-        "FRAMEWORK_VERSION": fam["framework_version"],
-        "SMSERVE_VERSION": smserve_version(),
-        "VCS_REF": rev,
-        "CREATED": created,
-        "SOURCE_URL": os.environ.get("SMSERVE_SOURCE_URL", SOURCE_URL),
-    }
-    if is_inf1:
-        build_args = {"BASE_IMAGE": base}
-    else:
-        build_args["REQUIREMENTS"] = fam["pins"]
-        build_args["FRAMEWORK_SPEC"] = row.get("framework_spec", "")
-    build_args.update(row.get("build_args", {}))
+    build_args = build_arguments(matrix, row, base)
+    if not is_inf1:
+        build_args.update({"SMSERVE_VERSION": smserve_version(), "VCS_REF": rev, "CREATED": created,
+                           "SOURCE_URL": os.environ.get("SMSERVE_SOURCE_URL", SOURCE_URL)})
     labels = dict(row.get("labels", {}))
     if is_inf1:
         labels["ai.smserve.neuron"] = "present" if neuron else "absent"
