@@ -93,8 +93,8 @@ test-contract-container: venv-pytorch
 # MXNet family tests in .venv/mxnet (mxnet 1.9.1, numpy 1.23.5, no torch).
 # test-mxnet-host: unit tests + the contract suite (the shared core modules
 # test_core_*.py with MXNet models, and test_mxnet.py for mxnet.md §11) against
-# `smserve serve` in the host venv; test-mxnet-container: the contract suite
-# (slow tests ran on the host) against the mxnet cpu image.
+# `smserve serve` in the host venv; test-mxnet-container: the images.md checklist
+# of image contents and the contract suite (slow tests ran on the host) against the mxnet cpu image.
 # ---------------------------------------------------------------------------
 .PHONY: test-mxnet test-mxnet-host test-mxnet-container
 MX_IMAGE ?= smserve-mxnet:1.9.1-cpu
@@ -107,7 +107,7 @@ test-mxnet-host: venv-mxnet
 test-mxnet-container: venv-mxnet
 	$(MAKE) image FAMILY=mxnet VARIANT=cpu
 	SMSERVE_TEST_FAMILY=mxnet SMSERVE_TEST_TARGET=container SMSERVE_TEST_IMAGE=$(MX_IMAGE) \
-	  $(VENV_MX)/bin/python -m pytest tests/contract -m "not slow" $(PYTEST_ARGS)
+	  $(VENV_MX)/bin/python -m pytest tests/container/test_image_contents.py tests/contract -m "not slow" $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------------------
 # Benchmark: smserve vs sagemaker-inference 1.10.1 on Multi Model Server 1.1.11

@@ -1,6 +1,8 @@
 """images.md §6 checklist: what the built image contains (no server needed).
 
-Each test names its checklist item: test_images_<n>_... is images.md §6 item n.
+Each test names its checklist item: test_images_<n>_... is images.md §6 item n. The suite runs against the image
+of SMSERVE_TEST_FAMILY (pytorch by default, mxnet in `make test-mxnet-container`); what a family's image must hold
+(framework, version, lock file, size budget) is read from docker/matrix.toml, the file the images are built from.
 """
 from __future__ import annotations
 
@@ -13,15 +15,31 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .conftest import REPO, docker, run_in, sh
+from .conftest import FAMILY, REPO, VARIANT, docker, run_in, sh
 
 pytestmark = pytest.mark.container
+
+
+def _matrix() -> dict:
+    import tomllib
+
+    return tomllib.loads((REPO / "docker" / "matrix.toml").read_text())
+
+
+MATRIX = _matrix()
+FAMILY_ROW = MATRIX["families"][FAMILY]
+ROW = next(r for r in MATRIX["rows"] if r["family"] == FAMILY and r["variant"] == VARIANT)
+FRAMEWORK = FAMILY_ROW["framework"]                                  # the import name: torch, mxnet
+FRAMEWORK_PIN = ROW["framework_spec"].partition("==")[2]             # 2.13.0+cpu, 1.9.1
+only = {family: pytest.mark.skipif(FAMILY != family, reason=f"checklist item of the {family} images")
+        for family in MATRIX["families"]}
 
 OCI = ("title", "version", "revision", "created", "source", "licenses", "description")
 SMSERVE = ("family", "variant", "framework", "framework-version", "python", "os")
 
 
 def test_images_1_capability_labels(labels):
+    """images §6 item 1, core §21 item 120: both SageMaker capability labels on the image."""
     assert labels.get("com.amazonaws.sagemaker.capabilities.accept-bind-to-port") == "true"
     assert labels.get("com.amazonaws.sagemaker.capabilities.multi-models") == "true"
 
@@ -39,10 +57,10 @@ def test_images_3_oci_and_smserve_labels(labels):
     missing = [f"org.opencontainers.image.{k}" for k in OCI if not labels.get(f"org.opencontainers.image.{k}")]
     missing += [f"ai.smserve.{k}" for k in SMSERVE if not labels.get(f"ai.smserve.{k}")]
     assert not missing, missing
-    assert labels["ai.smserve.family"] == "pytorch"
-    assert labels["ai.smserve.variant"] == "cpu"
-    assert labels["ai.smserve.framework"] == "torch"
-    assert labels["ai.smserve.framework-version"] == "2.13.0"
+    assert labels["ai.smserve.family"] == FAMILY
+    assert labels["ai.smserve.variant"] == VARIANT
+    assert labels["ai.smserve.framework"] == FRAMEWORK
+    assert labels["ai.smserve.framework-version"] == FAMILY_ROW["framework_version"]
     assert labels["ai.smserve.python"] == "3.11"
     assert labels["ai.smserve.os"] == "debian-12"
     assert not [k for k in labels if k.startswith("com.amazonaws.ml.engines.sagemaker.dlc")]
@@ -68,9 +86,18 @@ def test_images_3_env(inspect):
     assert env["PATH"].split(":")[0] == "/opt/smserve/venv/bin"
     for k, v in {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "LANG": "C.UTF-8", "TEMP": "/tmp",
                  "TMPDIR": "/tmp", "SAGEMAKER_SERVING_MODULE": "smserve.serving:main",
-                 "SMSERVE_FAMILY": "pytorch", "SMSERVE_VARIANT": "cpu"}.items():
+                 "SMSERVE_FAMILY": FAMILY, "SMSERVE_VARIANT": VARIANT}.items():
         assert env.get(k) == v, (k, env.get(k))
     assert "PIP_CONFIG_FILE" not in env
+
+
+def test_images_3_serving_module_resolves_to_serve(image):
+    """images §3: SAGEMAKER_SERVING_MODULE names a module:function that exists and is what `serve` runs."""
+    r = run_in(image, "python", "-c", "import importlib, os, smserve.cli; "
+               "module, _, name = os.environ['SAGEMAKER_SERVING_MODULE'].partition(':'); "
+               "print(getattr(importlib.import_module(module), name) is smserve.cli.serve_entry)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True"
 
 
 def test_images_6_serve_on_path(image):
@@ -161,43 +188,49 @@ def test_images_11_ldd_site_packages(image):
     assert r.stdout.strip() == "", r.stdout
 
 
+@only["pytorch"]
 def test_images_12_torch_cpu_build(image):
     r = run_in(image, "python", "-c", "import torch; print(torch.__version__, torch.version.cuda)")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["2.13.0+cpu", "None"]
 
 
+@only["mxnet"]
+def test_images_13_mxnet_imports_with_numpy_1_23_5(image):
+    """images §6 item 13 (mxnet.md §10): numpy is 1.23.5 and `import mxnet` works; an NDArray computes."""
+    r = run_in(image, "python", "-c", "import numpy, mxnet; print(numpy.__version__, mxnet.__version__, "
+                                      "(mxnet.nd.ones((2, 2)) * 3).sum().asscalar())")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1.23.5", "1.9.1", "12.0"], r.stdout
+
+
 def test_images_5_2_import_smoke_without_network(image):
     # images.md §5.5: framework and smserve import with networking disabled (run_in uses --network none).
-    r = run_in(image, "python", "-c", "import smserve, smserve.server, torch, numpy, scipy; print('ok')")
+    r = run_in(image, "python", "-c", f"import smserve, smserve.server, {FRAMEWORK}, numpy, scipy; print('ok')")
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
 def test_images_16_size_within_budget(inspect):
-    import tomllib
-
-    matrix = tomllib.loads((REPO / "docker" / "matrix.toml").read_text())
-    row = next(r for r in matrix["rows"] if r["family"] == "pytorch" and r["variant"] == "cpu")
     size = inspect["Size"]
-    assert size <= row["size_budget_mb"] * 1_000_000, f"{size / 1e6:.0f} MB > {row['size_budget_mb']} MB"
-    assert size <= matrix["defaults"]["hard_limit_mb"] * 1024 * 1024
+    assert size <= ROW["size_budget_mb"] * 1_000_000, f"{size / 1e6:.0f} MB > {ROW['size_budget_mb']} MB"
+    assert size <= MATRIX["defaults"]["hard_limit_mb"] * 1024 * 1024
 
 
 def test_images_20_license_notices(image):
     r = sh(image, "ls /usr/share/licenses/smserve; grep -c '^  License:' "
                   "/usr/share/licenses/smserve/THIRD_PARTY_NOTICES.txt; "
-                  "grep -A1 -E '^(torch|numpy|smserve) ' /usr/share/licenses/smserve/THIRD_PARTY_NOTICES.txt; "
+                  f"grep -A1 -E '^({FRAMEWORK}|numpy|smserve) ' /usr/share/licenses/smserve/THIRD_PARTY_NOTICES.txt; "
                   "head -3 /usr/share/licenses/smserve/LICENSE")
     assert r.returncode == 0, r.stderr
     assert "LICENSE" in r.stdout and "THIRD_PARTY_NOTICES.txt" in r.stdout and "third-party" in r.stdout
     assert "Apache License" in r.stdout
-    for pkg in ("torch", "numpy", "smserve"):
+    for pkg in (FRAMEWORK, "numpy", "smserve"):
         assert re.search(rf"^{pkg} \S+\n  License: \S", r.stdout, re.M), (pkg, r.stdout)
 
 
 def test_images_3_bytecode_compiled_and_dirs(image):
     # site-packages compiled at build time; /opt/ml/model empty; /opt/ml/errors world-writable.
-    r = sh(image, "ls /opt/smserve/venv/lib/python3.11/site-packages/torch/__pycache__/__init__.cpython-311.pyc "
+    r = sh(image, f"ls /opt/smserve/venv/lib/python3.11/site-packages/{FRAMEWORK}/__pycache__/__init__.cpython-311.pyc "
                   "/opt/smserve/venv/lib/python3.11/site-packages/smserve/__pycache__/server.cpython-311.pyc "
                   "&& test -z \"$(ls -A /opt/ml/model)\" && stat -c %a /opt/ml/errors")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -208,12 +241,12 @@ def test_images_21_pinned_package_list(image):
     """Same inputs → same package list: every lock-file pin is what the image holds (a full rebuild with
     SOURCE_DATE_EPOCH and a package-list diff is `make image BUILD_FLAGS=--no-cache` + this test)."""
     pins: dict[str, str] = {}
-    for f in ("requirements/core.txt", "requirements/pytorch.txt"):
+    for f in ("requirements/core.txt", FAMILY_ROW["pins"]):
         for line in (REPO / f).read_text().splitlines():
             m = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;#]+)", line.strip())
             if m:
                 pins[m.group(1).lower().replace("_", "-")] = m.group(2)
-    pins["torch"] = "2.13.0+cpu"
+    pins[FRAMEWORK] = FRAMEWORK_PIN
     r = run_in(image, "python", "-m", "pip", "list", "--format=freeze")
     assert r.returncode == 0, r.stderr
     have = {}
