@@ -411,6 +411,18 @@ def test_core_87_worker_survives_a_504(deadline_server):
         assert server.worker_pids() == [pid]
 
 
+def wait_for_replacement(server, pid: int):
+    """The first 200 answer from a worker other than `pid` (connection errors while it restarts are retried)."""
+    def replaced():
+        try:
+            response = call(server, timeout=10)
+        except requests.ConnectionError:
+            return None
+        return response if response.status_code == 200 and response.json()["pid"] != pid else None
+
+    return wait_for(replaced, 30, 0.2, "a new worker")
+
+
 def test_core_88_hung_worker_recycled_after_deadline_plus_grace(serve, tmp_path):
     """core §21 item 88 (§16): a handler stuck forever is recycled after deadline + SMSERVE_HUNG_GRACE and
     smserve_worker_restarts_total{reason="hung"} increments."""
@@ -419,15 +431,7 @@ def test_core_88_hung_worker_recycled_after_deadline_plus_grace(serve, tmp_path)
     assert restarts(server, "hung") == 0
     started = time.monotonic()
     assert call(server, {"hang": True}).status_code == 504
-
-    def replaced():
-        try:
-            response = call(server, timeout=5)
-        except requests.ConnectionError:
-            return None
-        return response if response.status_code == 200 and response.json()["pid"] != pid else None
-
-    response = wait_for(replaced, 30, 0.2, "a new worker")
+    response = wait_for_replacement(server, pid)
     assert time.monotonic() - started >= 2.0  # deadline 1 s + grace 1 s
     assert restarts(server, "hung") == 1
     assert "recycling" in server.logs()
@@ -441,25 +445,14 @@ def test_core_88_recycling_answers_requests_queued_behind_the_hung_one(serve, tm
     (A plain SIGKILL at the recycle would cut that connection.)"""
     server = serve(life_dir(tmp_path), {**ONE, "SAGEMAKER_MODEL_SERVER_TIMEOUT": "2", "SMSERVE_HUNG_GRACE": "1"})
     pid = call(server).json()["pid"]
-    session = requests.Session()  # one connection to the one worker for both requests
-    hung = threading.Thread(target=lambda: session.post(server.url + "/invocations", data='{"hang": true}',
-                                                         headers={"Content-Type": "application/json"}, timeout=30))
+    hung = threading.Thread(target=lambda: call(server, {"hang": True}, timeout=30))  # the only worker takes both
     hung.start()
     time.sleep(1.5)  # the hung request's deadline is at 2 s, its recycle at 3 s; this one's deadline at 3.5 s
-    queued = requests.post(server.url + "/invocations", data="{}", headers={"Content-Type": "application/json"},
-                           timeout=30)
+    queued = call(server, timeout=30)
     hung.join(30)
     assert queued.status_code == 504, queued.text
     assert queued.json()["code"] == 504
-
-    def replaced():
-        try:
-            response = call(server, timeout=10)
-        except requests.ConnectionError:
-            return None
-        return response if response.status_code == 200 and response.json()["pid"] != pid else None
-
-    wait_for(replaced, 30, 0.2, "a new worker")
+    wait_for_replacement(server, pid)
     assert restarts(server, "hung") == 1
 
 
