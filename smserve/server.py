@@ -12,7 +12,6 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 from urllib.parse import parse_qs
 
@@ -21,6 +20,7 @@ from .config import Settings
 from .context import InferenceRequest, InferenceResult
 from .errors import (DeadlineExceeded, MethodNotAllowed, ModelNotFound, PayloadTooLarge, ResponseTooLarge,
                      RouteNotFound, ServingError, Unavailable, error_body)
+from .executor import JobExpired, PredictThreads
 from .logs import AccessLog
 from .negotiation import effective_accept
 from .pipeline import HookFailure
@@ -54,7 +54,7 @@ class App:
         self.metrics = metrics
         self.build_info = build_info
         self.handler: Handler | None = None
-        self.pool = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="predict")
+        self.predict_threads = PredictThreads(settings.worker_threads)
         self.capacity = settings.worker_threads + settings.max_queue
         self.inflight = 0
         self.timeout = settings.request_timeout.value
@@ -208,16 +208,16 @@ class App:
         return b"".join(chunks)
 
     async def _run(self, request: InferenceRequest, started: float) -> InferenceResult:
-        loop = asyncio.get_running_loop()
-        remaining = self.timeout - (time.perf_counter() - started)
+        submitted = time.perf_counter()
         self.inflight += 1
         if self.metrics is not None:
             self.metrics.inflight_child.inc()
         try:
-            future = loop.run_in_executor(self.pool, self._execute, request, time.perf_counter())
+            job = self.predict_threads.submit(self._execute, request, submitted,
+                                              timeout=self.timeout - (submitted - started))
             try:
-                return await asyncio.wait_for(future, remaining)
-            except asyncio.TimeoutError:
+                return await job.result()
+            except JobExpired:
                 raise DeadlineExceeded(f"no answer within the request deadline of {self.timeout:g} s "
                                        f"({self.settings.request_timeout.source}); the result will be discarded") \
                     from None
