@@ -126,7 +126,7 @@ class AccessLog:
                                "duration_ms": round(duration_ms, 3), "request_bytes": request_bytes,
                                "response_bytes": response_bytes, "request_id": request_id, "model": model})
         else:
-            line = (f"{_timestamp(now)} INFO {_worker_label}[{pid}] access: {method} {path} {status} "
+            line = (f"{_timestamp(now)} INFO access[{pid}] {method} {path} {status} "
                     f"{duration_ms:.2f}ms in={request_bytes} out={response_bytes} request_id={request_id} model={model}")
         self._lines.append(line)
         self._size += len(line)

@@ -115,9 +115,8 @@ def test_core_115_metrics_same_whichever_worker_answers(obs_server):
         results.append(invocation_counts(parse_metrics(response.text)))
         time.sleep(0.02)
     time.sleep(0.6)  # the access log is flushed every 0.2 s
-    workers = set(re.findall(r" (worker-\d+)\[\d+\] access: GET /metrics 200 .* request_id=scrape-115-",
-                             obs_server.logs()))
-    assert workers == {"worker-0", "worker-1"}, "the scrapes did not reach both workers"
+    workers = set(re.findall(r" access\[(\d+)\] GET /metrics 200 .* request_id=scrape-115-", obs_server.logs()))
+    assert len(workers) == 2, "the scrapes did not reach both workers"
     assert all(r == results[0] for r in results), results
     assert results[0].get("200", 0) >= 4
 
@@ -183,7 +182,7 @@ def test_core_118_text_by_default_json_when_asked(obs_server, json_server):
     records = [line for line in text_lines if TEXT_LINE.match(line)]
     assert len(records) >= 5
     assert any(" INFO supervisor[" in line and "starting" in line for line in records)
-    assert any(re.search(r" INFO worker-\d\[\d+\] access: POST /invocations 200 ", line) for line in records)
+    assert any(re.search(r" INFO access\[\d+\] POST /invocations 200 ", line) for line in records)
     for line in text_lines:
         assert not line.startswith("{"), line
 
@@ -210,4 +209,4 @@ def test_core_119_ping_not_in_access_log_by_default(obs_server):
     time.sleep(0.6)
     logs = obs_server.logs()
     assert "request_id=after-pings-119" in logs
-    assert "/ping" not in "\n".join(line for line in logs.splitlines() if " access: " in line)
+    assert "/ping" not in "\n".join(line for line in logs.splitlines() if " INFO access[" in line)
