@@ -51,10 +51,23 @@ MODELS = {
 RATIO_RPS_MIN = 2.0
 RATIO_P99_MAX = 0.5
 OVERHEAD_P50_MAX_MS = 0.35
+LOG_MB_PER_10K_MAX = 1.5  # peers.md §5: log volume per 10k requests with the access log on (MMS: 2.3 MB)
 ABSOLUTE = [  # (workers, connections, metric, op, value)
     (1, 1, "rps", ">=", 3000), (1, 1, "p50_ms", "<=", 0.35), (1, 1, "p99_ms", "<=", 1.5),
     (1, 8, "rps", ">=", 4000), (1, 8, "p99_ms", "<=", 6.0), (2, 8, "rps", ">=", 4000),
 ]
+
+
+def dir_bytes(path):
+    """Bytes of every file below `path`: the server's stdout log and, for MMS, its log4j files (LOG_LOCATION)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except OSError:
+                pass
+    return total
 
 
 def run_cmd(cmd, **kw):
@@ -361,15 +374,16 @@ def report(results, predict, checks):
             row += [fmt(c["load"]["p50_ms"], 3), fmt(c["overhead_p50_ms"], 3)] if c else ["-", "-"]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    lines.append("Start to first /ping 200 and to the first correct answer (s), processes in the server session, RSS after the run (MB), leftovers after SIGTERM:")
+    lines.append("Start to first /ping 200 and to the first correct answer (s), processes in the server session, RSS after the run (MB), "
+                 "log volume written during the measurement (MB per 10k requests, access log on), leftovers after SIGTERM:")
     lines.append("")
-    lines.append("| server | model | w | c | ping s | ready s | processes | RSS MB | exit | processes left after SIGTERM |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("| server | model | w | c | ping s | ready s | processes | RSS MB | log MB/10k | exit | processes left after SIGTERM |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in sorted(results, key=lambda r: (r["server"], list(MODELS).index(r["model"]), r["workers"], r["connections"])):
-        lines.append("| %s | %s | %d | %d | %s | %s | %d | %s | %s | %d |" % (
+        lines.append("| %s | %s | %d | %d | %s | %s | %d | %s | %s | %s | %d |" % (
             r["server"], r["model"], r["workers"], r["connections"], fmt(r["ping_s"]), fmt(r["ready_s"]),
-            len(r["processes"]),
-            fmt(r["rss_mb"], 0), r["stop"]["exit_code"], len(r["stop"]["leftover_pids"])))
+            len(r["processes"]), fmt(r["rss_mb"], 0), fmt(r["load"].get("log_mb_per_10k"), 3),
+            r["stop"]["exit_code"], len(r["stop"]["leftover_pids"])))
     lines.append("")
     lines.append("Targets (no-op handler; ratios from issue 2 item 6, absolutes from peers.md §5):")
     lines.append("")
@@ -409,6 +423,16 @@ def evaluate(results):
         ok = None if s is None else (s >= v if op == ">=" else s <= v)
         checks.append({"name": "peers.md §5: %s %s %s, w=%d c=%d" % (f, op, v, w, c), "ok": ok,
                        "detail": "smserve %s" % fmt(s)})
+    logged = [(r["load"]["log_mb_per_10k"], r) for r in results
+              if r["server"] == "smserve" and r["load"].get("log_mb_per_10k") is not None]
+    if logged:
+        worst, cell = max(logged, key=lambda item: item[0])
+        peer = [r["load"]["log_mb_per_10k"] for r in results if r["server"] == "peer" and "log_mb_per_10k" in r["load"]]
+        checks.append({"name": "peers.md §5: log volume <= %.1f MB per 10k requests (access log on)" % LOG_MB_PER_10K_MAX,
+                       "ok": worst <= LOG_MB_PER_10K_MAX,
+                       "detail": "smserve at most %s MB (%s w=%d c=%d); peer %s MB" % (
+                           fmt(worst, 3), cell["model"], cell["workers"], cell["connections"],
+                           "-".join(fmt(v, 3) for v in (min(peer), max(peer))) if peer else "-")})
     for r in results:
         if r["load"]["errors"]:
             checks.append({"name": "no errors: %s %s w=%d c=%d" % (r["server"], r["model"], r["workers"], r["connections"]),
@@ -482,8 +506,12 @@ def main():
                             if warmup:
                                 wrk(s.url(""), c, warmup, MODELS[m]["body"])
                             watch = CpuWatch(session_pids(s.sid))
+                            logged_before = dir_bytes(run_dir)
                             load = summarize(wrk(s.url(""), c, duration, MODELS[m]["body"]))
                             load["cpu"] = watch.stop()
+                            time.sleep(1.0)  # both servers buffer log lines for well under a second
+                            load["log_mb_per_10k"] = round((dir_bytes(run_dir) - logged_before) / 1e6
+                                                           * 10_000 / max(load["requests"], 1), 3)
                             rss = rss_mb(session_pids(s.sid))
                         except Exception as e:  # noqa: BLE001 - record the cell, go on with the next one
                             keep_log(s, started, "failed")
