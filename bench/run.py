@@ -51,6 +51,7 @@ MODELS = {
 RATIO_RPS_MIN = 2.0
 RATIO_P99_MAX = 0.5
 OVERHEAD_P50_MAX_MS = 0.35
+PEER_DESCRIPTION = "sagemaker-inference 1.10.1 on multi-model-server 1.1.11 (Java frontend)"
 LOG_MB_PER_10K_MAX = 1.5  # peers.md §5: log volume per 10k requests with the access log on (MMS: 2.3 MB)
 ABSOLUTE = [  # (workers, connections, metric, op, value)
     (1, 1, "rps", ">=", 3000), (1, 1, "p50_ms", "<=", 0.35), (1, 1, "p99_ms", "<=", 1.5),
@@ -548,8 +549,7 @@ def main():
                        "ok": False, "detail": f["error"][:300]})
     table = report(results, predict, checks)
     header = ("smserve benchmark %s, wrk -t1, %ds after %ds warm-up per cell, POST /invocations on 127.0.0.1\n"
-              "peer = sagemaker-inference 1.10.1 on multi-model-server 1.1.11 (Java frontend)\n" % (
-                  started.strftime("%Y-%m-%d %H:%M UTC"), duration, warmup))
+              "peer = %s\n" % (started.strftime("%Y-%m-%d %H:%M UTC"), duration, warmup, PEER_DESCRIPTION))
     print(header)
     print(table)
     out_dir = os.path.join(BENCH, "results")

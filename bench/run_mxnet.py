@@ -93,6 +93,8 @@ class Server(bench.Server):
         self.sid = self.proc.pid
 
 
+bench.PEER_DESCRIPTION = ("sagemaker-mxnet-inference 1.5.5 + sagemaker-inference 1.6.1 on multi-model-server 1.1.8 "
+                          "(.venv/peer-mxnet); smserve is the MXNet family (.venv/mxnet)")
 bench.ensure_setup = ensure_setup
 bench.build_models = build_models
 bench.predict_time = predict_time
@@ -102,9 +104,6 @@ bench.Server = Server
 def main():
     pattern = os.path.join(bench.BENCH, "results", "[0-9]" * 4 + "-*Z.json")  # bench.main's <UTC stamp>.json only
     before = set(glob.glob(pattern))
-    print("MXNet family: smserve (.venv/mxnet, SMSERVE_FAMILY=mxnet) vs sagemaker-mxnet-inference 1.5.5 + "
-          "sagemaker-inference 1.6.1 on multi-model-server 1.1.8 (.venv/peer-mxnet); the header line below "
-          "names bench/run.py's default peer, the environment block of the JSON has the real versions\n")
     status = bench.main()
     for path in sorted(set(glob.glob(pattern)) - before):
         with open(path) as f:
