@@ -6,12 +6,10 @@ framework threads in the parent).
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -20,39 +18,13 @@ from . import __version__, layout as layout_mod, logs, requirements
 from .config import Settings
 from .errors import StartupError
 from .families import get_family
+from .listen import bind
 from .resources import plan_workers
 from .state import DRAINING, LOADING, READY, RESTARTING, SERVING, STARTING, SharedState
 from .worker import EXIT_LOAD_FAILED, WorkerSpec
 
 log = logging.getLogger("smserve.supervisor")
 POLL = 0.05
-
-
-def bind(port: int, host: str | None = None) -> socket.socket:
-    """Listen on all interfaces (dual-stack [::] when IPv6 exists, else 0.0.0.0), or on `host` alone."""
-    if host:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        address: tuple = (host, port)
-    else:
-        try:
-            sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            address = ("::", port)
-        except OSError:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            address = ("0.0.0.0", port)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise StartupError(f"port {port} is already in use; set SAGEMAKER_BIND_TO_PORT to a free port") from None
-        raise
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _oom_kills() -> int:

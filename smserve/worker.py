@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from . import logs
+from . import listen, logs
 from .config import THREAD_VARS, Settings
 from .context import WorkerInfo
 from .families.base import Family
@@ -119,7 +119,13 @@ def run(spec: WorkerSpec, slot: int) -> None:
                             proxy_headers=False,
                             timeout_graceful_shutdown=int(settings.graceful_timeout))
     server = WorkerServer(config, app, settings.graceful_timeout)
-    server.run(sockets=[spec.sock])
+    sockets = [spec.sock]
+    try:
+        sockets.insert(0, listen.worker_listener(spec.sock))
+    except OSError as exc:
+        log.warning("worker %d accepts on the shared socket only (no SO_REUSEPORT listener of its own: %s); "
+                    "connections may gather on one worker", slot, exc)
+    server.run(sockets=sockets)
     access_log.flush()
     if metrics is not None:
         metrics.flush()

@@ -528,6 +528,45 @@ def test_core_91_killed_worker_restarts_and_ping_stays_200(serve, tmp_path):
     assert call(server).status_code == 200
 
 
+def test_core_15_simultaneous_connections_spread_over_the_workers(serve, tmp_path):
+    """core §15 (one model per worker, no inter-process hop): 8 connections opened at once, the way a load
+    balancer or wrk opens them, land on both of 2 workers. Each worker also listens on a socket of its own in the
+    port's SO_REUSEPORT group; with the shared socket alone the first worker to wake took all 8 in about a quarter
+    of such rounds (docs/benchmarks.md), with the group in about 1 %."""
+    server = serve(life_dir(tmp_path), {**TWO})
+    one_sided = 0
+    rounds = 50
+    for _ in range(rounds):
+        connections = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=30) for _ in range(8)]
+        for connection in connections:
+            connection.connect()
+        pids = set()
+        for connection in connections:
+            connection.request("POST", "/invocations", body="{}", headers={"Content-Type": "application/json"})
+        for connection in connections:
+            response = connection.getresponse()
+            assert response.status == 200
+            pids.add(json.loads(response.read())["pid"])
+            connection.close()
+        one_sided += len(pids) == 1
+    assert one_sided <= 6, f"all 8 connections on one worker in {one_sided} of {rounds} rounds"
+
+
+def test_core_2_1_second_server_on_a_taken_port_stops_with_port_in_use(serve, tmp_path):
+    """core §2.1, §1.2 step 2: a second server started on the port of a running one exits 1 with "already in
+    use" and the variable to change; it never joins the first one's listening group, so the first keeps every
+    connection."""
+    first = serve(life_dir(tmp_path / "first"), {**ONE})
+    pid = call(first).json()["pid"]
+    second = Server(life_dir(tmp_path / "second"), {**ONE}, first.port)
+    try:
+        assert second.wait_exit(60) == 1
+        assert "already in use" in second.logs() and "SAGEMAKER_BIND_TO_PORT" in second.logs()
+    finally:
+        second.stop()
+    assert {call(first).json()["pid"] for _ in range(20)} == {pid}
+
+
 # ------------------------------------------------------------------ §17 graceful shutdown
 
 @host_only
