@@ -10,28 +10,24 @@ FAMILY      ?= pytorch
 VARIANT     ?= cpu
 BUILD_FLAGS ?=
 PYTEST_ARGS ?=
-TORCH_SPEC  ?= torch==2.13.0+cpu
-VENV_PT      = .venv/pytorch
-VENV_MX      = .venv/mxnet
+# Families with a lock file, an image and tests (make test runs each); tensorflow and neo are skeletons.
+FAMILIES    ?= pytorch mxnet
+# The framework wheel each family venv adds to its lock (the +cpu local version selects the CPU torch wheel).
+FRAMEWORK_SPEC_pytorch ?= torch==2.13.0+cpu
+FRAMEWORK_SPEC_mxnet   ?=
 
 # ---------------------------------------------------------------------------
-# Host virtual environments (.venv/<family>): one lock per family environment
-# (mxnet needs numpy 1.23, pytorch numpy 2). The stamp file makes them incremental.
+# Host virtual environments (.venv/<family>): one lock per family (mxnet needs numpy 1.23, the others
+# numpy 2), then the core and the family as editable installs. The stamp file makes them incremental.
+#   make venv-pytorch, make venv-mxnet
 # ---------------------------------------------------------------------------
-.PHONY: venv-pytorch venv-mxnet
-venv-pytorch: $(VENV_PT)/.installed
-venv-mxnet: $(VENV_MX)/.installed
+.PHONY: $(addprefix venv-,$(FAMILIES))
+$(addprefix venv-,$(FAMILIES)): venv-%: .venv/%/.installed
 
-$(VENV_PT)/.installed: requirements/core.txt requirements/pytorch.txt requirements/test.txt pyproject.toml
-	test -x $(VENV_PT)/bin/python || $(PYTHON) -m venv $(VENV_PT)
-	$(VENV_PT)/bin/python -m pip install -q -r requirements/pytorch.txt -r requirements/test.txt "$(TORCH_SPEC)"
-	$(VENV_PT)/bin/python -m pip install -q -e . --no-deps
-	touch $@
-
-$(VENV_MX)/.installed: requirements/core.txt requirements/mxnet.txt requirements/test.txt pyproject.toml
-	test -x $(VENV_MX)/bin/python || $(PYTHON) -m venv $(VENV_MX)
-	$(VENV_MX)/bin/python -m pip install -q -r requirements/mxnet.txt -r requirements/test.txt
-	$(VENV_MX)/bin/python -m pip install -q -e . --no-deps
+.venv/%/.installed: requirements/core.txt requirements/test.txt %/requirements.txt %/pyproject.toml pyproject.toml
+	test -x .venv/$*/bin/python || $(PYTHON) -m venv .venv/$*
+	.venv/$*/bin/python -m pip install -q -r $*/requirements.txt -r requirements/test.txt $(FRAMEWORK_SPEC_$*)
+	.venv/$*/bin/python -m pip install -q --no-deps -e . -e ./$*
 	touch $@
 
 # ---------------------------------------------------------------------------
@@ -59,60 +55,40 @@ images-list:
 	@$(HOSTPY) scripts/build_image.py --list
 
 # ---------------------------------------------------------------------------
-# Demo: engine + base + PyTorch cpu image, example model.tar.gz served by the
-# container, JSON and NPY invocations, timings (README "Images").
+# Demo: engine + base + PyTorch cpu image, pytorch/example packed as model.tar.gz
+# and served by the container, JSON and NPY invocations, timings (README "Images").
 # ---------------------------------------------------------------------------
 .PHONY: demo
 demo: venv-pytorch engine
-	$(VENV_PT)/bin/python scripts/demo.py
+	.venv/pytorch/bin/python scripts/demo.py
 
 # ---------------------------------------------------------------------------
-# Tests. test-host: the serving core on the host. test-container: the images.md
-# checklist and the server contract against the built PyTorch cpu image
-# (with CI=true a missing engine fails instead of skipping).
+# Tests, the same rules for every family F in $(FAMILIES), each in .venv/F:
+#   test-F-host       unit tests, the shared contract suite (tests/contract) and the family's own
+#                     suite (F/tests) against `smserve serve` as a host process (GPU tests skip without a GPU)
+#   test-F-container  the image checklist and entrypoint/serving checks (tests/container) against the
+#                     F cpu image, then the contract and family suites against it (slow tests ran on the host)
+# With CI=true a missing engine fails instead of skipping.
 # ---------------------------------------------------------------------------
-.PHONY: test test-host test-container test-contract-container
-test: test-host test-container
+.PHONY: test $(foreach f,$(FAMILIES),test-$(f) test-$(f)-host test-$(f)-container)
+test: $(addprefix test-,$(FAMILIES))
 
-# Unit tests and the contract suite against `smserve serve` as a host process (GPU tests skip without a GPU).
-test-host: venv-pytorch
-	$(VENV_PT)/bin/python -m pytest tests/unit tests/contract $(PYTEST_ARGS)
+$(addprefix test-,$(FAMILIES)): test-%: test-%-host test-%-container
 
-# images.md checklist, then the same contract suite against the container (slow tests ran on the host).
-test-container: venv-pytorch
-	$(MAKE) image FAMILY=pytorch VARIANT=cpu
-	SMSERVE_TEST_SKIP_BUILD=1 $(VENV_PT)/bin/python -m pytest tests/container $(PYTEST_ARGS)
-	$(MAKE) test-contract-container
+$(addsuffix -host,$(addprefix test-,$(FAMILIES))): test-%-host: .venv/%/.installed
+	SMSERVE_TEST_FAMILY=$* .venv/$*/bin/python -m pytest tests/unit tests/contract $*/tests $(PYTEST_ARGS)
 
-# The contract suite (tests/contract) with the container target (tests/harness.py switch).
-test-contract-container: venv-pytorch
-	SMSERVE_TEST_TARGET=container SMSERVE_TEST_IMAGE=smserve-pytorch:2.13.0-cpu \
-	  $(VENV_PT)/bin/python -m pytest tests/contract -m "not slow" $(PYTEST_ARGS)
-
-# ---------------------------------------------------------------------------
-# MXNet family tests in .venv/mxnet (mxnet 1.9.1, numpy 1.23.5, no torch).
-# test-mxnet-host: unit tests + the contract suite (the shared core modules
-# test_core_*.py with MXNet models, and test_mxnet.py for mxnet.md §11) against
-# `smserve serve` in the host venv; test-mxnet-container: the images.md checklist
-# of image contents and the contract suite (slow tests ran on the host) against the mxnet cpu image.
-# ---------------------------------------------------------------------------
-.PHONY: test-mxnet test-mxnet-host test-mxnet-container
-MX_IMAGE ?= smserve-mxnet:1.9.1-cpu
-test: test-mxnet
-test-mxnet: test-mxnet-host test-mxnet-container
-
-test-mxnet-host: venv-mxnet
-	SMSERVE_TEST_FAMILY=mxnet $(VENV_MX)/bin/python -m pytest tests/unit tests/contract $(PYTEST_ARGS)
-
-test-mxnet-container: venv-mxnet
-	$(MAKE) image FAMILY=mxnet VARIANT=cpu
-	SMSERVE_TEST_FAMILY=mxnet SMSERVE_TEST_TARGET=container SMSERVE_TEST_IMAGE=$(MX_IMAGE) \
-	  $(VENV_MX)/bin/python -m pytest tests/container/test_image_contents.py tests/contract -m "not slow" $(PYTEST_ARGS)
+$(addsuffix -container,$(addprefix test-,$(FAMILIES))): test-%-container: .venv/%/.installed
+	$(MAKE) image FAMILY=$* VARIANT=cpu
+	SMSERVE_TEST_FAMILY=$* SMSERVE_TEST_SKIP_BUILD=1 .venv/$*/bin/python -m pytest tests/container $(PYTEST_ARGS)
+	SMSERVE_TEST_FAMILY=$* SMSERVE_TEST_TARGET=container \
+	  SMSERVE_TEST_IMAGE=$$($(HOSTPY) scripts/build_image.py --family $* --variant cpu --print-tag) \
+	  .venv/$*/bin/python -m pytest tests/contract $*/tests -m "not slow" $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------------------
 # Benchmark: smserve vs sagemaker-inference 1.10.1 on Multi Model Server 1.1.11
 # (docs/benchmarks.md). Sets up Java, wrk and .venv/peer-mms when missing; creates
-# .venv/pytorch via `make venv-pytorch` (or the same commands) when missing.
+# .venv/pytorch via `make venv-pytorch` when missing.
 # Knobs: BENCH_DURATION (s, default 10), BENCH_WARMUP, BENCH_SERVERS, BENCH_MODELS,
 # BENCH_WORKERS, BENCH_CONNECTIONS, BENCH_STRICT=1. Not a CI gate.
 # ---------------------------------------------------------------------------

@@ -87,15 +87,7 @@ def ensure_setup(servers):
         if no_setup:
             sys.exit(".venv/pytorch/bin/smserve missing: run `make venv-pytorch`")
         log("creating .venv/pytorch for smserve")
-        if subprocess.run(["make", "-n", "venv-pytorch"], cwd=ROOT, capture_output=True).returncode == 0:
-            subprocess.run(["make", "venv-pytorch"], cwd=ROOT, check=True)
-        else:
-            py = SMSERVE_VENV + "/bin/python"
-            if not os.path.exists(py):
-                subprocess.run(["python3.11", "-m", "venv", SMSERVE_VENV], check=True)
-            subprocess.run([SMSERVE_VENV + "/bin/pip", "install", "-q", "-r", "requirements/pytorch.txt",
-                            "-r", "requirements/test.txt"], cwd=ROOT, check=True)
-            subprocess.run([SMSERVE_VENV + "/bin/pip", "install", "-q", "-e", ".", "--no-deps"], cwd=ROOT, check=True)
+        subprocess.run(["make", "venv-pytorch"], cwd=ROOT, check=True)
 
 
 def python_of(server):

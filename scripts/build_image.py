@@ -195,10 +195,13 @@ def prepare_context(row: dict) -> None:
 
 def ensure_dockerignore() -> None:
     """The context is the repository root: send only what the Dockerfiles COPY."""
+    families = "".join(f"!{f}/pyproject.toml\n!{f}/requirements.txt\n!{f}/smserve_{f}\n"
+                       for f in load_matrix()["families"])  # never a family's tests/ or example/
     want = (
         "# generated/maintained by scripts/build_image.py: the docker build context is an allow-list\n"
         "*\n"
-        "!pyproject.toml\n!README.md\n!LICENSE\n!smserve\n!requirements\n"
+        "!pyproject.toml\n!README.md\n!LICENSE\n!smserve\n!requirements/core.txt\n"
+        + families +
         "!docker/smserve-entrypoint\n!docker/serve\n!docker/context-extra\n"
         "!scripts/gen_licenses.py\n!scripts/slim_venv.py\n!scripts/verify_venv.py\n"
         "**/__pycache__\n**/*.pyc\n"
@@ -328,7 +331,6 @@ def build_arguments(matrix: dict, row: dict, base: str) -> dict[str, str]:
         "FRAMEWORK": fam["framework"],
         "FRAMEWORK_TITLE": fam["framework_title"],
         "FRAMEWORK_VERSION": fam["framework_version"],
-        "REQUIREMENTS": fam["pins"],
         "FRAMEWORK_SPEC": row.get("framework_spec", ""),
         **row.get("build_args", {}),
     }
@@ -349,7 +351,7 @@ def _build_locked(matrix: dict, row: dict, args, neuron: Path | None, base: str,
     created = dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     rev = git("rev-parse", "HEAD") or "unknown"
     if git("status", "--porcelain", "--untracked-files=no", "--", "smserve", "docker", "requirements",
-           "pyproject.toml"):
+           "pyproject.toml", f"{family}/pyproject.toml", f"{family}/requirements.txt", f"{family}/smserve_{family}"):
         rev += "-dirty"
     build_args = build_arguments(matrix, row, base)
     if not is_inf1:

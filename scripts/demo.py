@@ -3,7 +3,7 @@
 
 1. provides the Docker engine (scripts/engine.sh) and the base image (scripts/bootstrap-base.sh);
 2. builds (or reuses from the layer cache) smserve-pytorch cpu via scripts/build_image.py;
-3. creates an example model.tar.gz: a TorchScript MLP (model.pt), code/inference.py and
+3. creates an example model.tar.gz from pytorch/example: a TorchScript MLP (model.pt), code/inference.py and
    code/requirements.txt (one tiny pure-Python package installed inside the container at start-up);
 4. extracts it and runs the container the way SageMaker does, hardened:
    docker run -d --network host -e SAGEMAKER_BIND_TO_PORT=<free port> -v <dir>:/opt/ml/model:ro
@@ -28,31 +28,11 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-REQUIREMENT = "tabulate==0.9.0"
-
-INFERENCE_PY = '''"""Example user script: the default PyTorch model loading, plus a custom output_fn that uses a
-package from code/requirements.txt (installed inside the container at start-up)."""
-import json
-
-import numpy as np
-from tabulate import tabulate
-
-
-def output_fn(prediction, accept):
-    scores = prediction.detach().cpu().numpy() if hasattr(prediction, "detach") else np.asarray(prediction)
-    if accept == "application/x-npy":
-        import io
-        buf = io.BytesIO()
-        np.save(buf, scores, allow_pickle=False)
-        return buf.getvalue(), "application/x-npy"
-    table = tabulate([[i, *row] for i, row in enumerate(scores.tolist())],
-                     headers=["row", "class_0", "class_1"], floatfmt=".4f")
-    return json.dumps({"scores": scores.tolist(), "table": table}), "application/json"
-'''
+EXAMPLE = REPO / "pytorch" / "example"
+REQUIREMENT = (EXAMPLE / "code" / "requirements.txt").read_text().strip()
 
 
 def say(msg: str) -> None:
@@ -79,17 +59,9 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict | None 
 
 
 def make_model_archive(work: Path) -> Path:
-    import torch
-
-    torch.manual_seed(0)
+    """pytorch/example built into a folder, packed the way SageMaker expects (model at the root, code/)."""
     src = work / "src"
-    (src / "code").mkdir(parents=True)
-    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2)).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.script(net).save(str(src / "model.pt"))
-    (src / "code" / "inference.py").write_text(INFERENCE_PY)
-    (src / "code" / "requirements.txt").write_text(REQUIREMENT + "\n")
+    sh([sys.executable, str(EXAMPLE / "build_model.py"), str(src)], check=True, capture_output=True)
     archive = work / "model.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         for p in sorted(src.rglob("*")):

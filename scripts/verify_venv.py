@@ -7,7 +7,7 @@ must import, and torch must be the CUDA build the matrix row expects (`none` for
 let a user-level constraint or a stray wheel change a version silently; this turns that into a build error that
 names the package.
 
-    python verify_venv.py --requirements requirements/mxnet.txt --framework mxnet --framework-spec mxnet==1.9.1
+    python verify_venv.py --requirements mxnet/requirements.txt --framework mxnet --framework-spec mxnet==1.9.1
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ Configuration comes from environment variables (spec core §12), among them:
   SAGEMAKER_MAX_PAYLOAD_IN_MB          request limit (default 6,553,500 bytes; TS_/MMS_MAX_REQUEST_SIZE)
   SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT (application/json)
   SAGEMAKER_BATCH, SAGEMAKER_BATCH_STRATEGY, SAGEMAKER_MAX_CONCURRENT_TRANSFORMS
-  SMSERVE_FAMILY (pytorch|mxnet), SMSERVE_VARIANT (cpu|gpu|inf1)
+  SMSERVE_FAMILY (the one installed; pytorch|mxnet|...), SMSERVE_VARIANT (cpu|gpu|inf1)
   SMSERVE_LOG_LEVEL, SMSERVE_LOG_FORMAT (text|json), SMSERVE_ACCESS_LOG, SMSERVE_LOG_PING, SMSERVE_DEBUG
   SMSERVE_METRICS, SMSERVE_WORKER_THREADS (1), SMSERVE_MAX_QUEUE (100), SMSERVE_GRACEFUL_TIMEOUT (25)
   SMSERVE_HUNG_GRACE (30), SMSERVE_MODEL_LOAD_RETRIES (0), SMSERVE_SKIP_REQUIREMENTS, SMSERVE_GPU_PINNING
@@ -40,7 +40,7 @@ def main() -> None:
 @click.option("--model-dir", type=click.Path(file_okay=False), help="Model directory (default $SAGEMAKER_BASE_DIR/model).")
 @click.option("--port", type=int, help="Listening port (default $SAGEMAKER_BIND_TO_PORT or 8080).")
 @click.option("--host", help="Bind only this address, e.g. 127.0.0.1 for local runs (default: all interfaces).")
-@click.option("--family", help="Framework family (default $SMSERVE_FAMILY or pytorch).")
+@click.option("--family", help="Framework family (default $SMSERVE_FAMILY, else the only installed family).")
 @click.pass_context
 def serve(ctx: click.Context, model_dir: str | None, port: int | None, host: str | None,
           family: str | None) -> None:

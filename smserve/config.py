@@ -10,9 +10,10 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from .errors import ConfigError
+from .families import FamilyEnv, resolve_family
 
 TRUE_WORDS = {"true", "1", "yes"}
 FALSE_WORDS = {"false", "0", "no"}
@@ -79,29 +80,6 @@ def parse_choice(name: str, value: str, choices: tuple[str, ...], lower: bool = 
     if word not in choices:
         raise ConfigError(name, value, " or ".join(choices))
     return word
-
-
-# ---------------------------------------------------------------- family variables
-
-@dataclass(frozen=True)
-class FamilyOption:
-    """A family-specific variable (e.g. SMSERVE_TORCH_COMPILE), declared by the family, read here."""
-
-    variable: str
-    parse: Callable[[str, str], Any]
-    default: Any
-    doc: str
-
-
-@dataclass(frozen=True)
-class FamilyEnv:
-    """What a family declares about its environment; config.py does the reading."""
-
-    legacy_prefix: str  # "TS" (TorchServe) or "MMS": prefix of the payload/timeout/worker aliases
-    worker_vars: tuple[str, ...] = ()  # family worker-count variables, after SAGEMAKER_MODEL_SERVER_WORKERS and aliases
-    timeout_vars: tuple[str, ...] = ()  # family deadline variables, after SAGEMAKER_MODEL_SERVER_TIMEOUT*
-    informational_vars: tuple[str, ...] = ()  # accepted and logged, no effect
-    options: tuple[FamilyOption, ...] = ()
 
 
 # ---------------------------------------------------------------- settings
@@ -172,13 +150,15 @@ def _first(env: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, str] | 
 def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = None,
                   model_dir: str | None = None, port: int | None = None, host: str | None = None) -> Settings:
     """Read and validate every variable; CLI options (model_dir, port, family) win over the environment."""
-    from .families import get_family  # families declare their variables; importing them imports no framework
-
     env = dict(os.environ if env is None else env)
-    family_name = family or env.get("SMSERVE_FAMILY", "pytorch")
-    fam = get_family(family_name)
+    fam = resolve_family(family or env.get("SMSERVE_FAMILY") or None,
+                         "--family" if family else "SMSERVE_FAMILY")
     fenv: FamilyEnv = fam.env
-    prefix = fenv.legacy_prefix
+
+    def legacy(suffix: str) -> tuple[str, ...]:
+        """The family's model-server alias of a variable (TS_/MMS_...), if the family has one."""
+        return (f"{fenv.legacy_prefix}_{suffix}",) if fenv.legacy_prefix else ()
+
     notices: list[tuple[int, str]] = []
 
     def boolean(name: str, default: bool) -> bool:
@@ -217,12 +197,12 @@ def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = 
         log_level = logging.INFO
     log_format = parse_choice("SMSERVE_LOG_FORMAT", env.get("SMSERVE_LOG_FORMAT") or "text", ("text", "json"))
 
-    workers_hit = _first(env, ("SAGEMAKER_MODEL_SERVER_WORKERS", f"{prefix}_DEFAULT_WORKERS_PER_MODEL", *fenv.worker_vars))
+    workers_hit = _first(env, ("SAGEMAKER_MODEL_SERVER_WORKERS", *legacy("DEFAULT_WORKERS_PER_MODEL"), *fenv.worker_vars))
     workers = Sourced(parse_int(workers_hit[0], workers_hit[1], 1), workers_hit[0]) if workers_hit else None
 
     batch = boolean("SAGEMAKER_BATCH", False)
     timeout_hit = _first(env, ("SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS", "SAGEMAKER_MODEL_SERVER_TIMEOUT",
-                               f"{prefix}_DEFAULT_RESPONSE_TIMEOUT", *fenv.timeout_vars))
+                               *legacy("DEFAULT_RESPONSE_TIMEOUT"), *fenv.timeout_vars))
     if timeout_hit:
         request_timeout = Sourced(parse_seconds(*timeout_hit), timeout_hit[0])
     elif batch:
@@ -235,11 +215,11 @@ def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = 
         max_payload_mb = parse_int("SAGEMAKER_MAX_PAYLOAD_IN_MB", env["SAGEMAKER_MAX_PAYLOAD_IN_MB"], 1)
         max_request = Sourced(max_payload_mb * 1_048_576, "SAGEMAKER_MAX_PAYLOAD_IN_MB")
     else:
-        hit = _first(env, (f"{prefix}_MAX_REQUEST_SIZE",))
+        hit = _first(env, legacy("MAX_REQUEST_SIZE"))
         max_request = (Sourced(parse_int(hit[0], hit[1], 1), hit[0]) if hit
                        else Sourced(DEFAULT_PAYLOAD_BYTES, "default; set SAGEMAKER_MAX_PAYLOAD_IN_MB to raise it"))
 
-    response_hit = _first(env, ("SMSERVE_RESPONSE_MAX_BYTES", f"{prefix}_MAX_RESPONSE_SIZE"))
+    response_hit = _first(env, ("SMSERVE_RESPONSE_MAX_BYTES", *legacy("MAX_RESPONSE_SIZE")))
     response_max = parse_int(response_hit[0], response_hit[1], 0) if response_hit else 0
 
     graceful = seconds("SMSERVE_GRACEFUL_TIMEOUT", 25.0)

@@ -17,6 +17,14 @@ class ConfigError(Exception):
         super().__init__(f"invalid value for {variable}: {value!r}; accepted: {accepted}")
 
 
+class FamilyError(ConfigError):
+    """The family to serve cannot be chosen or is not installed; startup exits with status 2, one line."""
+
+    def __init__(self, message: str):
+        Exception.__init__(self, message)
+        self.variable, self.value, self.accepted = "SMSERVE_FAMILY", "", ""
+
+
 class StartupError(Exception):
     """A problem with the model archive, user code or environment found before serving; exit status 1."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from . import __version__, layout as layout_mod, logs, requirements
 from .config import Settings
 from .errors import StartupError
-from .families import get_family
+from .families import resolve_family
 from .listen import bind
 from .resources import plan_workers
 from .state import DRAINING, LOADING, READY, RESTARTING, SERVING, STARTING, SharedState
@@ -40,7 +40,7 @@ def _oom_kills() -> int:
 class Supervisor:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.family = get_family(settings.family)
+        self.family = resolve_family(settings.family)
         self.started = time.monotonic()
         self.stop_signal: int | None = None
         self.pids: dict[int, int] = {}  # pid -> slot

@@ -143,12 +143,7 @@ def ensure_smserve():
     if os.environ.get("BENCH_NO_SETUP") == "1":
         sys.exit(".venv/pytorch/bin/smserve missing: run `make venv-pytorch`")
     log("creating .venv/pytorch for smserve")
-    if not os.path.exists(os.path.join(SM_VENV, "bin", "python")):
-        subprocess.run([pick_python(), "-m", "venv", SM_VENV], check=True)
-    pip = os.path.join(SM_VENV, "bin", "pip")
-    subprocess.run([pip, "install", "-q", "-r", "requirements/pytorch.txt", "-r", "requirements/test.txt"],
-                   cwd=ROOT, check=True)
-    subprocess.run([pip, "install", "-q", "-e", ".", "--no-deps"], cwd=ROOT, check=True)
+    subprocess.run(["make", "venv-pytorch"], cwd=ROOT, check=True)
 
 
 def ensure_wrk():

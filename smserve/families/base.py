@@ -9,13 +9,37 @@ return their own handler with the same `load()` / `invoke()` shape.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from ..config import FamilyEnv, Settings
 from ..context import InferenceRequest, InferenceResult, WorkerInfo
 from ..hooks import CONTEXT_BY_ARITY, UserHooks
+
+if TYPE_CHECKING:  # config imports this package to resolve the family; the contract never imports config
+    from ..config import Settings
+
+
+@dataclass(frozen=True)
+class FamilyOption:
+    """A family-specific variable (e.g. SMSERVE_TORCH_COMPILE), declared by the family, read by config.py."""
+
+    variable: str
+    parse: Callable[[str, str], Any]
+    default: Any
+    doc: str
+
+
+@dataclass(frozen=True)
+class FamilyEnv:
+    """What a family declares about its environment; config.py does the reading."""
+
+    legacy_prefix: str  # "TS" (TorchServe), "MMS", or "" for none: prefix of the payload/timeout/worker aliases
+    worker_vars: tuple[str, ...] = ()  # family worker-count variables, after SAGEMAKER_MODEL_SERVER_WORKERS and aliases
+    timeout_vars: tuple[str, ...] = ()  # family deadline variables, after SAGEMAKER_MODEL_SERVER_TIMEOUT*
+    informational_vars: tuple[str, ...] = ()  # accepted and logged, no effect
+    options: tuple[FamilyOption, ...] = ()
 
 
 class Handler(Protocol):
@@ -27,7 +51,7 @@ class Family:
     name: str = ""
     display_name: str = ""
     framework_distribution: str = ""  # distribution whose version the summary and labels report
-    env: FamilyEnv
+    env: FamilyEnv = FamilyEnv(legacy_prefix="")  # no variables beyond the core's
     context_rule: str = CONTEXT_BY_ARITY
     descend_single_directory: bool = True
     expected_files: str = ""  # for "model dir empty" and missing-file errors

@@ -1,6 +1,6 @@
 """Fixtures for the container suite (images.md checklist, core §1.1 entrypoint, server runs in the image).
 
-The session fixture `image` provides a Docker engine (scripts/engine.sh) and builds or reuses the PyTorch cpu
+The session fixture `image` provides a Docker engine (scripts/engine.sh) and builds or reuses the family's cpu
 image through scripts/build_image.py (layer cache makes a rebuild take seconds). With CI=true a missing engine
 is a failure, never a skip. Every container a test starts is removed (`containers` fixture, `docker_run`).
 Servers bind a free port via SAGEMAKER_BIND_TO_PORT with --network host and are reached on 127.0.0.1.
@@ -17,11 +17,12 @@ import subprocess
 import sys
 import time
 import uuid
-import warnings
 from pathlib import Path
 
 import pytest
 import requests
+
+from ..families import family_models
 
 REPO = Path(__file__).resolve().parents[2]
 FAMILY = os.environ.get("SMSERVE_TEST_FAMILY", "pytorch")
@@ -158,24 +159,18 @@ def containers(image):
 
 
 def make_model_dir(root: Path, *, inference: str | None = None, requirements: str | None = None) -> Path:
-    """A TorchScript MLP (4 -> 8 -> 2) as model.pt, optionally code/inference.py and code/requirements.txt.
-    World-readable so that --user 1000:1000 can read it through the read-only bind mount."""
-    import torch
-
-    torch.manual_seed(0)
+    """The family's default model (tests/families.py: write_default_model), optionally code/inference.py and
+    code/requirements.txt. World-readable so that --user 1000:1000 can read it through the read-only bind mount."""
     model_dir = root / "model"
-    (model_dir / "code").mkdir(parents=True, exist_ok=True)
-    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)   # torch.jit.script deprecation notice
-        torch.jit.script(net).save(str(model_dir / "model.pt"))
+    model_dir.mkdir(parents=True, exist_ok=True)
+    family_models().write_default_model(model_dir)
+    if inference is not None or requirements is not None:
+        (model_dir / "code").mkdir(exist_ok=True)
     if inference is not None:
         (model_dir / "code" / "inference.py").write_text(inference)
     if requirements is not None:
         (model_dir / "code" / "requirements.txt").write_text(requirements)
-    if not any((model_dir / "code").iterdir()):
-        (model_dir / "code").rmdir()
-    for p in [model_dir, *model_dir.rglob("*")]:
+    for p in [root, model_dir, *model_dir.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
     return model_dir
 

@@ -1,7 +1,7 @@
 """images.md §6 checklist: what the built image contains (no server needed).
 
 Each test names its checklist item: test_images_<n>_... is images.md §6 item n. The suite runs against the image
-of SMSERVE_TEST_FAMILY (pytorch by default, mxnet in `make test-mxnet-container`); what a family's image must hold
+of SMSERVE_TEST_FAMILY (`make test-<family>-container` sets it); what a family's image must hold
 (framework, version, lock file, size budget) is read from docker/matrix.toml, the file the images are built from.
 """
 from __future__ import annotations
@@ -208,6 +208,51 @@ def test_images_5_2_import_smoke_without_network(image):
     # images.md §5.5: framework and smserve import with networking disabled (run_in uses --network none).
     r = run_in(image, "python", "-c", f"import smserve, smserve.server, {FRAMEWORK}, numpy, scipy; print('ok')")
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+FAMILY_IN_IMAGE = r"""
+import json, sys
+from importlib import metadata
+from pathlib import Path
+
+import smserve, smserve.families
+
+eps = {ep.name: ep.value for ep in metadata.entry_points(group="smserve.families")}
+site = Path(smserve.__file__).parent.parent
+family_pkg = Path(__import__(sys.argv[1]).__file__).parent
+print(json.dumps({
+    "entry_points": eps,
+    "installed": list(smserve.families.installed_families()),
+    "site": str(site), "family_site": str(family_pkg.parent),
+    "editable": sorted(p.name for p in site.iterdir() if "__editable__" in p.name
+                       or (p.suffix == ".pth" and "smserve" in p.read_text())),
+    "family_files": sorted(str(p.relative_to(family_pkg)) for p in family_pkg.rglob("*") if p.suffix == ".py"),
+    "tests_or_examples": sorted(str(p) for top in site.glob("smserve*") for p in top.rglob("*")
+                                if p.name in ("example", "tests", "conftest.py"))
+                         + sorted(str(p) for p in site.glob("*.py") if p.name.endswith("_models.py")
+                                  or p.name in ("build_model.py", "inference.py") or p.name.startswith("test_")),
+}))
+"""
+
+
+def test_layout_4_image_holds_the_core_and_one_family_as_normal_installs(image):
+    """issue 7 item 4: smserve and smserve_<family> installed as wheels (no editable finder or .pth), the family's
+    entry point equal to the static map, no other family, and none of the family's tests or examples."""
+    import json
+
+    from smserve.families import FAMILIES
+
+    r = run_in(image, "python", "-c", FAMILY_IN_IMAGE, f"smserve_{FAMILY}")
+    assert r.returncode == 0, r.stderr
+    found = json.loads(r.stdout)
+    assert found["entry_points"] == {FAMILY: FAMILIES[FAMILY]}
+    assert found["installed"] == [FAMILY]
+    assert found["family_site"] == found["site"] == "/opt/smserve/venv/lib/python3.11/site-packages"
+    assert found["editable"] == [], found["editable"]
+    assert found["tests_or_examples"] == [], found["tests_or_examples"]
+    expected = sorted(str(p.relative_to(REPO / FAMILY / f"smserve_{FAMILY}"))
+                      for p in (REPO / FAMILY / f"smserve_{FAMILY}").rglob("*.py"))
+    assert found["family_files"] == expected
 
 
 def test_images_16_size_within_budget(inspect):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import requests
 
+from ..families import family_models
 from .conftest import make_model_dir
 
 pytestmark = pytest.mark.container
@@ -24,26 +25,26 @@ import tabulate          # installed from code/requirements.txt into the writabl
 
 def output_fn(prediction, accept):
     import json
-    return json.dumps({"prediction": prediction.tolist(), "tabulate": tabulate.__version__}), "application/json"
+    values = prediction.asnumpy() if hasattr(prediction, "asnumpy") else prediction.numpy()  # mxnet / torch
+    return json.dumps({"prediction": values.tolist(), "tabulate": tabulate.__version__}), "application/json"
 '''
 
 INFERENCE_SLOW = '''
+import json
 import time
 
-def predict_fn(data, model):
-    time.sleep(float(data.flatten()[0]))
-    return model(data.float())
+
+def transform_fn(model, body, content_type, accept):
+    seconds = json.loads(body)[0][0]
+    time.sleep(seconds)
+    return json.dumps({"slept": seconds}), "application/json"
 '''
 
 X = [[1.0, 2.0, 3.0, 4.0]]
 
 
 def _expected(model_dir):
-    import torch
-
-    m = torch.jit.load(str(model_dir / "model.pt"))
-    with torch.no_grad():
-        return m(torch.tensor(X)).numpy()
+    return np.asarray(family_models().predict_default(model_dir, X))
 
 
 def _invoke_json(url):

@@ -4,8 +4,8 @@ Each script reports back what the server handed to it, so the tests can check bo
 decoding (§9), negotiation (§10) and error mapping (§11) through real HTTP. The behaviour of one request
 is selected with the `X-Probe` (or `X-Result`) request header, read through the hook context.
 
-The model builders (`echo_dir`, `default_model`) follow SMSERVE_TEST_FAMILY and import the family's framework
-only when called, so the core modules themselves import no framework (contract/conftest.py would skip them).
+The model builders (`echo_dir`, `default_model`) follow SMSERVE_TEST_FAMILY through tests/families.py and
+import the family's framework only when called, so the core modules themselves import no framework.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pytest
 
-from ..harness import FAMILY
+from ..families import family_models
 from ..models import make_dir, write_code
 
 # One worker keeps the servers cheap; the tests do not depend on the worker count.
@@ -173,15 +172,6 @@ def predict_fn(data, model, context):
 %(forward)s
 '''
 
-ECHO_PREDICT = {
-    "pytorch": ECHO_PREDICT_TEMPLATE % {
-        "framework": "torch", "f32_tensor": "torch.tensor([0.1], dtype=torch.float32)",
-        "forward": "    with torch.inference_mode():\n        return model(data)"},
-    "mxnet": ECHO_PREDICT_TEMPLATE % {
-        "framework": "mxnet as mx", "f32_tensor": "mx.nd.array([0.1], dtype=np.float32)",
-        "forward": "    return model(data)"},
-}
-
 TRANSFORM = '''
 def model_fn(model_dir):
     return "transform-model"
@@ -202,20 +192,11 @@ def probe_dir(tmp: Path) -> Path:
 
 def echo_dir(tmp: Path) -> Path:
     """An Echo model loaded by the family's default model_fn, the canned predict_fn, and the family's default
-    input_fn and output_fn. PyTorch: Echo TorchScript model (float32 parameter). MXNet: Echo Gluon block exported
-    without a shapes file (mxnet.md §9 case B), served as a SymbolBlock with the Gluon defaults (§5)."""
+    input_fn and output_fn (the family's write_echo_model says which Echo model)."""
     model_dir = make_dir(tmp)
-    if FAMILY == "pytorch":
-        from ..torch_models import Echo, save_torchscript
-
-        save_torchscript(Echo(), model_dir / "model.pt")
-    elif FAMILY == "mxnet":
-        from ..mxnet_models import echo_export
-
-        echo_export(model_dir)
-    else:
-        pytest.skip(f"no Echo model builder for family {FAMILY}")
-    write_code(model_dir, ECHO_PREDICT[FAMILY])
+    family = family_models()
+    family.write_echo_model(model_dir)
+    write_code(model_dir, ECHO_PREDICT_TEMPLATE % family.ECHO_SCRIPT)
     return model_dir
 
 
@@ -240,29 +221,14 @@ class DefaultModel:
 
 
 def default_model(model_dir: Path) -> DefaultModel:
-    """Write a model the family default model_fn loads, served entirely by the family defaults.
-    PyTorch: a TorchScript MLP 4 → 8 → 2 (model.pt), expected = its local output (pytorch.md §11 item 1).
-    MXNet: a Module checkpoint MLP 4 → 8 → 3 (mxnet.md §9 case A: symbol, params and shapes, data shape
-    (1, 4)), expected = mxnet's own Module.predict (mxnet.md §11 item 4)."""
+    """Write a model the family default model_fn loads, served entirely by the family defaults, with what the
+    framework itself computes (the family's write_default_model and predict_default)."""
     payload = [[0.0, 1.0, 2.0, 3.0]]
-    if FAMILY == "pytorch":
-        torch = pytest.importorskip("torch")
-        from ..torch_models import torchscript_mlp
+    family = family_models()
+    family.write_default_model(model_dir)
 
-        module = torchscript_mlp(model_dir)
-
-        def local(rows):
-            return module(torch.tensor(rows, dtype=torch.float32)).tolist()
-    elif FAMILY == "mxnet":
-        pytest.importorskip("mxnet")
-        from ..mxnet_models import export_checkpoint, module_predict
-
-        export_checkpoint(model_dir)
-
-        def local(rows):
-            return module_predict(model_dir, np.asarray(rows, dtype=np.float32)).tolist()
-    else:
-        pytest.skip(f"no default-model builder for family {FAMILY}")
+    def local(rows):
+        return family.predict_default(model_dir, rows)
     return DefaultModel(payload, local(payload), local)
 
 

@@ -12,6 +12,8 @@ import pytest
 from smserve import resources
 from smserve.config import load_settings
 
+from ..harness import FAMILY
+
 
 def cgroup_v2(tmp_path: Path, cpu_max: str) -> Path:
     root = tmp_path / "cgroup2"
@@ -84,13 +86,12 @@ def sixteen_core_host(tmp_path, monkeypatch):
 def test_core_95_default_workers_follow_cgroup_cpu_quota(sixteen_core_host):
     """core §21 item 95 (§15): PyTorch/MXNet CPU images: default workers = cgroup CPU quota (`--cpus=2` on a
     16-core host → 2 workers), threads per worker = 2 ÷ 2 = 1, and the derivation says where it came from."""
-    for family in ("pytorch", "mxnet"):
-        settings = load_settings({}, family=family)
-        plan = resources.plan_workers(settings, sixteen_core_host, footprint_mb=300)
-        assert plan.workers == 2, plan
-        assert plan.cpus == 2 and plan.threads == 1
-        assert "CPU" in plan.derivation
-        assert plan.gpu_sets == ((), ())
+    settings = load_settings({}, family=FAMILY)  # each family environment runs this test
+    plan = resources.plan_workers(settings, sixteen_core_host, footprint_mb=300)
+    assert plan.workers == 2, plan
+    assert plan.cpus == 2 and plan.threads == 1
+    assert "CPU" in plan.derivation
+    assert plan.gpu_sets == ((), ())
 
 
 def test_workers_variable_wins_and_threads_divide_cpus(sixteen_core_host):

@@ -16,10 +16,10 @@ from typing import Any
 import mxnet as mx
 import numpy as np
 
-from ... import codecs
-from ...config import Settings
-from ...context import WorkerInfo
-from ...errors import BadRequest, EncodeError, StartupError, UnsupportedFormatError
+from smserve import codecs
+from smserve.config import Settings
+from smserve.context import WorkerInfo
+from smserve.errors import BadRequest, EncodeError, StartupError, UnsupportedFormatError
 
 log = logging.getLogger("smserve.mxnet")
 

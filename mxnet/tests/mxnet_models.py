@@ -1,7 +1,9 @@
-"""Real MXNet models for the MXNet family tests (spec mxnet.md §9 archive layouts), built with mxnet 1.9.1.
+"""Real MXNet models for the MXNet family tests (spec mxnet.md §9 archive layouts), built with mxnet 1.9.1, and
+the MXNet side of the family test interface that the shared suites use (tests/families.py): ECHO_SCRIPT,
+write_echo_model, write_default_model, predict_default.
 
-Only MXNet test code imports this file (the mxnet venv has numpy 1.23 and no torch): test_mxnet.py, and
-contract/core_scripts.py inside its family builders when SMSERVE_TEST_FAMILY=mxnet.
+Only MXNet test code imports this file (the mxnet venv has numpy 1.23 and no torch); it lives in mxnet/tests,
+which pytest puts on sys.path.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from .models import write_code
+from tests.models import write_code
 
 IN_UNITS, HIDDEN, OUT_UNITS = 4, 8, 3
 
@@ -59,7 +61,7 @@ class TwoInputs(gluon.HybridBlock):
 
 
 class Echo(gluon.HybridBlock):
-    """Returns its input unchanged (no parameters): the MXNet counterpart of torch_models.Echo for the core
+    """Returns its input unchanged (no parameters): the MXNet counterpart of pytorch_models.Echo for the core
     contract suite. Inputs reach it as float32 NDArrays whatever the request dtype (mxnet.md §5)."""
 
     def hybrid_forward(self, F, x):
@@ -147,3 +149,25 @@ def gluon_with_code(model_dir: Path, extra_code: str = "") -> gluon.HybridBlock:
     net.save_parameters(str(Path(model_dir) / "model.params"))
     write_code(model_dir, GLUON_MODEL_FN + extra_code)
     return net
+
+
+# ---------------------------------------------------------------- family test interface (tests/families.py)
+# The family parts of the shared echo script (tests/contract/core_scripts.py ECHO_PREDICT_TEMPLATE).
+ECHO_SCRIPT = {"framework": "mxnet as mx", "f32_tensor": "mx.nd.array([0.1], dtype=np.float32)",
+               "forward": "    return model(data)"}
+
+
+def write_echo_model(model_dir: Path) -> None:
+    """The Echo block exported without a shapes file (mxnet.md §9 case B), served as a SymbolBlock with the
+    Gluon defaults (§5)."""
+    echo_export(model_dir)
+
+
+def write_default_model(model_dir: Path) -> None:
+    """A Module checkpoint MLP 4 -> 8 -> 3 (mxnet.md §9 case A: symbol, params and shapes, data shape (1, 4))."""
+    export_checkpoint(model_dir)
+
+
+def predict_default(model_dir: Path, rows: list) -> list:
+    """What mxnet's own Module.predict gives for `rows` (mxnet.md §11 item 4)."""
+    return module_predict(model_dir, np.asarray(rows, dtype=np.float32)).tolist()

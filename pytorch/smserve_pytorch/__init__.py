@@ -1,14 +1,14 @@
-"""PyTorch family declaration (spec pytorch.md). torch is imported only by `defaults`, in workers."""
+"""The PyTorch family (spec pytorch.md): its declaration for the core. torch is imported only by `defaults`,
+inside workers."""
 
 from __future__ import annotations
 
-from ...config import FamilyEnv, FamilyOption, parse_bool
-from ..base import Family
+from smserve.config import parse_bool
+from smserve.errors import ConfigError
+from smserve.families import Family, FamilyEnv, FamilyOption
 
 
 def _parse_shape(name: str, value: str) -> tuple[int, ...]:
-    from ...errors import ConfigError
-
     try:
         shape = tuple(int(part) for part in value.split(","))
     except ValueError:

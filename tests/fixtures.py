@@ -1,10 +1,11 @@
-"""Fixtures shared by every suite: `serve` starts a server and removes it after the test."""
+"""Fixtures shared by every suite (the shared ones under tests/ and each family's <family>/tests): `serve` starts a
+server and removes it after the test, `module_servers` shares servers across a module."""
 
 from __future__ import annotations
 
 import pytest
 
-from .harness import TARGET, Server, free_port
+from .harness import Server, free_port
 
 
 @pytest.fixture
@@ -37,7 +38,3 @@ def module_servers():
     yield start
     for server in started:
         server.stop()
-
-
-def pytest_report_header(config):
-    return f"smserve test target: {TARGET}"

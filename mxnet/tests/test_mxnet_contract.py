@@ -1,7 +1,7 @@
 """mxnet.md §11 checklist: the MXNet family defaults against real mxnet 1.9.1 models (Gluon HybridBlocks
 exported to symbol/params with a shapes file, Gluon models loaded by a user model_fn, transform_fn scripts).
 
-Run in the mxnet venv: SMSERVE_TEST_FAMILY=mxnet .venv/mxnet/bin/python -m pytest tests/contract/test_mxnet.py
+Run in the mxnet venv: make test-mxnet-host (or SMSERVE_TEST_FAMILY=mxnet .venv/mxnet/bin/python -m pytest mxnet/tests)
 """
 
 from __future__ import annotations
@@ -13,15 +13,18 @@ import subprocess
 import sys
 import time
 
-import mxnet as mx
 import numpy as np
 import pytest
 import requests
 
-from ..harness import CONTAINER_MODEL_DIR, FAMILY, IMAGE, TARGET
-from ..models import from_npy, make_dir, npy, write_code
-from ..mxnet_models import (IN_UNITS, export_checkpoint, gluon_with_code, module_predict, two_heads,
-                            two_inputs)
+from tests.families import require_framework
+from tests.harness import CONTAINER_MODEL_DIR, FAMILY, IMAGE, TARGET
+from tests.models import from_npy, make_dir, npy, write_code
+
+mx = require_framework("mxnet")
+
+from mxnet_models import (IN_UNITS, export_checkpoint, gluon_with_code, module_predict,  # noqa: E402  (needs mxnet)
+                          two_heads, two_inputs)
 
 pytestmark = pytest.mark.skipif(FAMILY != "mxnet", reason="MXNet family suite: set SMSERVE_TEST_FAMILY=mxnet")
 
@@ -250,7 +253,7 @@ def test_mxnet_8_default_module_context(transform_two_workers):
 def test_mxnet_8_worker_context_rule(monkeypatch):
     """mxnet.md §11 item 8, the GPU half without a GPU: the default context is mx.gpu(0) whenever mxnet
     reports a GPU (the first one of the worker's pinned set), mx.cpu() otherwise."""
-    from smserve.families.mxnet import defaults
+    from smserve_mxnet import defaults
 
     monkeypatch.setattr(mx.context, "num_gpus", lambda: 2)
     assert defaults.worker_context() == mx.gpu(0)

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ... import codecs
-from ...config import Settings
-from ...context import WorkerInfo
-from ...errors import BadRequest, StartupError, UnsupportedFormatError
+from smserve import codecs
+from smserve.config import Settings
+from smserve.context import WorkerInfo
+from smserve.errors import BadRequest, StartupError, UnsupportedFormatError
 
 log = logging.getLogger("smserve.pytorch")
 

@@ -1,4 +1,7 @@
-"""PyTorch test models (torch is imported only by tests that use it)."""
+"""Real PyTorch test models, and the PyTorch side of the family test interface that the shared suites use
+(tests/families.py): ECHO_SCRIPT, write_echo_model, write_default_model, predict_default.
+
+Only PyTorch test code imports this file; it lives in pytorch/tests, which pytest puts on sys.path."""
 
 from __future__ import annotations
 
@@ -65,3 +68,30 @@ def torchscript_mlp(model_dir: Path, name: str = "model.pt", seed: int = 0) -> M
     module = mlp(seed)
     save_torchscript(module, Path(model_dir) / name)
     return module
+
+
+# ---------------------------------------------------------------- family test interface (tests/families.py)
+# The family parts of the shared echo script (tests/contract/core_scripts.py ECHO_PREDICT_TEMPLATE).
+ECHO_SCRIPT = {"framework": "torch", "f32_tensor": "torch.tensor([0.1], dtype=torch.float32)",
+               "forward": "    with torch.inference_mode():\n        return model(data)"}
+
+
+def write_echo_model(model_dir: Path) -> None:
+    """An Echo TorchScript model (float32 parameter) for the default model_fn."""
+    save_torchscript(Echo(), Path(model_dir) / "model.pt")
+
+
+def write_default_model(model_dir: Path) -> None:
+    """A TorchScript MLP 4 -> 8 -> 2 as model.pt, served entirely by the family defaults (pytorch.md §11 item 1)."""
+    torchscript_mlp(model_dir)
+
+
+def predict_default(model_dir: Path, rows: list) -> list:
+    """What torch itself computes for `rows` with the model write_default_model wrote."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load's deprecation notice
+        module = torch.jit.load(str(Path(model_dir) / "model.pt"))
+    with torch.inference_mode():
+        return module(torch.tensor(rows, dtype=torch.float32)).tolist()

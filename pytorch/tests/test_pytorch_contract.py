@@ -15,11 +15,16 @@ from typing import Optional
 
 import numpy as np
 import pytest
-import torch
 
-from ..harness import TARGET
-from ..models import from_npy, make_dir, npy, write_code
-from ..torch_models import MLP, mlp, save_torchscript, torchscript_mlp
+from tests.families import require_framework
+from tests.harness import FAMILY, TARGET
+from tests.models import from_npy, make_dir, npy, write_code
+
+torch = require_framework("torch")
+
+from pytorch_models import MLP, mlp, save_torchscript, torchscript_mlp  # noqa: E402  (needs torch)
+
+pytestmark = pytest.mark.skipif(FAMILY != "pytorch", reason="PyTorch family suite: set SMSERVE_TEST_FAMILY=pytorch")
 
 NPY = "application/x-npy"
 NPZ = "application/x-npz"
@@ -877,8 +882,8 @@ def test_pytorch_40_pkg_resources_never_imported(serve, tmp_path):
             pass
         sys.modules.pop("pkg_resources", None)
         for name in ("smserve", "smserve.cli", "smserve.supervisor", "smserve.worker", "smserve.server",
-                     "smserve.pipeline", "smserve.requirements", "smserve.families.pytorch",
-                     "smserve.families.pytorch.defaults"):
+                     "smserve.pipeline", "smserve.requirements", "smserve_pytorch",
+                     "smserve_pytorch.defaults"):
             importlib.import_module(name)
         print(sorted(m for m in sys.modules if m.split(".")[0] == "pkg_resources"))
     ''')

@@ -6,9 +6,9 @@ not survive fork (mxnet.md §1).
 
 from __future__ import annotations
 
-from ...config import FamilyEnv, FamilyOption, parse_int
-from ...hooks import CONTEXT_NO_DEFAULT
-from ..base import Family
+from smserve.config import parse_int
+from smserve.families import Family, FamilyEnv, FamilyOption
+from smserve.hooks import CONTEXT_NO_DEFAULT
 
 NUMPY_PIN = "numpy==1.23.5"
 
