@@ -48,26 +48,8 @@ import json
 
 import numpy as np
 
-try:  # the compatibility shim of core §7.7, when the image has it
-    from sagemaker_inference.decoder import decode
-except ImportError:
-    from smserve.codecs import decode
-try:
-    from sagemaker_inference.errors import GenericInferenceToolkitError, UnsupportedFormatError
-except ImportError:  # the toolkit's classes, as AWS defines them (status propagation is duck-typed: core §11.3)
-    class BaseInferenceToolkitError(Exception):
-        def __init__(self, status_code, message, phrase):
-            self.status_code, self.message, self.phrase = status_code, message, phrase
-            super().__init__(status_code, message, phrase)
-
-    class GenericInferenceToolkitError(BaseInferenceToolkitError):
-        def __init__(self, status_code, message=None, phrase=None):
-            message = message or "Invalid Request"
-            super().__init__(status_code, message, phrase or message)
-
-    class UnsupportedFormatError(Exception):
-        def __init__(self, content_type, **kwargs):
-            super().__init__(f"Content type {content_type} is not supported by this inference endpoint.")
+from sagemaker_inference.decoder import decode  # the compatibility package of core §7.7, as AWS scripts import it
+from sagemaker_inference.errors import GenericInferenceToolkitError, UnsupportedFormatError
 
 
 class TooManyRequests(Exception):
