@@ -64,8 +64,9 @@ demo: venv-pytorch engine
 
 # ---------------------------------------------------------------------------
 # Tests, the same rules for every family F in $(FAMILIES), each in .venv/F:
-#   test-F-host       unit tests, the shared contract suite (tests/contract) and the family's own
-#                     suite (F/tests) against `smserve serve` as a host process (GPU tests skip without a GPU)
+#   test-F-host       unit tests, the shared contract suite (tests/contract), the hostile-input findings
+#                     (tests/robustness) and the family's own suite (F/tests) against `smserve serve` as a
+#                     host process (GPU tests skip without a GPU)
 #   test-F-container  the image checklist and entrypoint/serving checks (tests/container) against the
 #                     F cpu image, then the contract and family suites against it (slow tests ran on the host)
 # With CI=true a missing engine fails instead of skipping.
@@ -76,7 +77,7 @@ test: $(addprefix test-,$(FAMILIES))
 $(addprefix test-,$(FAMILIES)): test-%: test-%-host test-%-container
 
 $(addsuffix -host,$(addprefix test-,$(FAMILIES))): test-%-host: .venv/%/.installed
-	SMSERVE_TEST_FAMILY=$* .venv/$*/bin/python -m pytest tests/unit tests/contract $*/tests $(PYTEST_ARGS)
+	SMSERVE_TEST_FAMILY=$* .venv/$*/bin/python -m pytest tests/unit tests/contract tests/robustness $*/tests $(PYTEST_ARGS)
 
 $(addsuffix -container,$(addprefix test-,$(FAMILIES))): test-%-container: .venv/%/.installed
 	$(MAKE) image FAMILY=$* VARIANT=cpu

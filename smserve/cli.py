@@ -26,6 +26,10 @@ Configuration comes from environment variables (spec core §12), among them:
   SMSERVE_METRICS, SMSERVE_WORKER_THREADS (1), SMSERVE_MAX_QUEUE (100), SMSERVE_GRACEFUL_TIMEOUT (25)
   SMSERVE_HUNG_GRACE (30), SMSERVE_MODEL_LOAD_RETRIES (0), SMSERVE_SKIP_REQUIREMENTS, SMSERVE_GPU_PINNING
   SMSERVE_RESPONSE_MAX_BYTES (0 = no cap), SMSERVE_TORCH_COMPILE, SMSERVE_TORCH_COMPILE_SHAPE
+  SMSERVE_HEADER_TIMEOUT (10)          seconds from a request's first byte to the end of its headers (408)
+  SMSERVE_IDLE_TIMEOUT (75)            seconds a connection may stay open with no request in progress
+  SMSERVE_MAX_HEADER_BYTES (65536)     request line + headers (431 above)
+  SMSERVE_MAX_CONNECTIONS              per worker (default: open-file limit - 64, at most 10000)
 """
 
 

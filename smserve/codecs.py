@@ -54,6 +54,9 @@ def body_for_input_fn(body: bytes, content_type: str | None) -> bytes | str:
         text = body.decode(charset)
     except UnicodeDecodeError as exc:
         raise BadRequest(f"request body is not valid {charset}: {exc}") from None
+    except LookupError:  # a codec that is no text encoding (rot13, base64, zlib)
+        raise UnsupportedMediaType(f"charset {charset!r} in Content-Type {content_type!r} is not a text "
+                                   f"encoding; send utf-8") from None
     return text[1:] if text.startswith("\ufeff") else text
 
 

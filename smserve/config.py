@@ -119,6 +119,10 @@ class Settings:
     startup_timeout: float
     graceful_timeout: float
     max_request_bytes: Sourced
+    header_timeout: float  # seconds from a request's first byte to the end of its headers (408 after)
+    idle_timeout: float  # seconds a connection may stay open with no request in progress
+    max_header_bytes: int  # request line + headers (431 above)
+    max_connections: int | None  # per worker; None: from the open-file limit (protocol.default_max_connections)
     response_max_bytes: int
     default_accept: str
     batch: bool
@@ -272,6 +276,10 @@ def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = 
         startup_timeout=seconds("SAGEMAKER_STARTUP_TIMEOUT", 600.0),
         graceful_timeout=graceful,
         max_request_bytes=max_request,
+        header_timeout=seconds("SMSERVE_HEADER_TIMEOUT", 10.0),
+        idle_timeout=seconds("SMSERVE_IDLE_TIMEOUT", 75.0),
+        max_header_bytes=integer("SMSERVE_MAX_HEADER_BYTES", 65_536, 1024),
+        max_connections=integer("SMSERVE_MAX_CONNECTIONS", 0, 1) or None,
         response_max_bytes=response_max,
         default_accept=(env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json").strip(),
         batch=batch,

@@ -14,6 +14,8 @@ from . import __version__
 
 CUSTOM_ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"
 _VISIBLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP token (RFC 9110 §5.1)
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")  # visible latin-1, spaces and tabs (RFC 9110 §5.5)
 
 
 @dataclass
@@ -158,6 +160,11 @@ class Context:
         return self.response_status
 
 
+def sendable_header_value(value: str) -> bool:
+    """True when `value` can be sent as an HTTP header value (no control characters, latin-1 only)."""
+    return _HEADER_VALUE.match(value) is not None
+
+
 def response_headers(context: Context, warn) -> list[tuple[str, str]]:
     """Headers a hook set, with the custom-attributes rule: forwarded only if <= 1024 visible ASCII."""
     out = []
@@ -166,7 +173,14 @@ def response_headers(context: Context, warn) -> list[tuple[str, str]]:
             warn(f"dropping response header {name}: more than 1024 characters or not visible ASCII")
             continue
         if "\n" in value or "\r" in value:
-            warn(f"dropping response header {name}: contains a line break")
+            warn(f"dropping response header {name!r}: contains a line break")
+            continue
+        if not _HEADER_NAME.match(name):
+            warn(f"dropping response header {name!r}: a header name is letters, digits and !#$%&'*+-.^_`|~ only")
+            continue
+        if not sendable_header_value(value):
+            warn(f"dropping response header {name!r}: its value holds a control character or a character "
+                 f"outside latin-1 (encode it, e.g. percent-encoding)")
             continue
         out.append((name, value))
     return out

@@ -18,6 +18,14 @@ _worker_label = "supervisor"
 _second_cache: list = [-1, ""]
 
 
+def printable(text: str) -> str:
+    """`text` with control characters escaped (a newline as \\n, ESC as \\x1b): a value taken from a request (a
+    path with %0A in it) can then never start a forged line in a text log."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def _timestamp(created: float) -> str:
     """UTC ISO-8601 with milliseconds; the per-second prefix is cached (the access log calls this per request)."""
     second = int(created)
@@ -126,7 +134,7 @@ class AccessLog:
                                "duration_ms": round(duration_ms, 3), "request_bytes": request_bytes,
                                "response_bytes": response_bytes, "request_id": request_id, "model": model})
         else:
-            line = (f"{_timestamp(now)} INFO access[{pid}] {method} {path} {status} "
+            line = (f"{_timestamp(now)} INFO access[{pid}] {method} {printable(path)} {status} "
                     f"{duration_ms:.2f}ms in={request_bytes} out={response_bytes} request_id={request_id} model={model}")
         self._lines.append(line)
         self._size += len(line)

@@ -8,8 +8,8 @@ import time
 from typing import Any, Callable, Protocol
 
 from . import codecs
-from .context import Context, InferenceRequest, InferenceResult, WorkerInfo, response_headers
-from .errors import (STAGE_INPUT, STAGE_OUTPUT, STAGE_PREDICT, NotAcceptable, ServingError,
+from .context import Context, InferenceRequest, InferenceResult, WorkerInfo, response_headers, sendable_header_value
+from .errors import (STAGE_INPUT, STAGE_OUTPUT, STAGE_PREDICT, EncodeError, NotAcceptable, ServingError,
                      classify)
 from .hooks import CONTEXT_BY_ARITY, HOOK_ARITY, UserHooks, bind, without_context
 from .negotiation import choose, first_concrete
@@ -147,6 +147,9 @@ class ScriptHandler:
             content_type = context.response_content_type
         if content_type is None:
             content_type = first_concrete(accept) or codecs.JSON
+        if not sendable_header_value(str(content_type)):
+            raise EncodeError(f"the content type {str(content_type)!r} cannot be sent as a header (control "
+                              f"characters or characters outside latin-1); return a plain media type")
         status = context.response_status[0] if context.response_status else 200
         headers = response_headers(context, self.warn) if context.response_headers else []
         return InferenceResult(body, str(content_type), status, headers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -56,6 +57,9 @@ def memory_limit_bytes(root: Path = CGROUP) -> int | None:
     return None
 
 
+_UUID = re.compile(r"\(UUID: (GPU-[0-9a-fA-F-]+)\)")
+
+
 def visible_gpus(cuda_visible_devices: str | None) -> list[int]:
     """Host indices of the GPUs this container may use (nvidia-smi -L, restricted by CUDA_VISIBLE_DEVICES)."""
     if cuda_visible_devices is not None and cuda_visible_devices.strip() in ("", "-1", "none", "void"):
@@ -67,13 +71,19 @@ def visible_gpus(cuda_visible_devices: str | None) -> list[int]:
         out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.TimeoutExpired):
         return []
-    host = [i for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
+    lines = [line for line in out.splitlines() if line.startswith("GPU ")]
+    host = list(range(len(lines)))
+    uuids = [match.group(1) if (match := _UUID.search(line)) else "" for line in lines]
     if cuda_visible_devices:
         wanted = []
         for item in cuda_visible_devices.split(","):
             item = item.strip()
             if item.isdigit() and int(item) in host:
                 wanted.append(int(item))
+            elif item.startswith("GPU-"):  # a UUID, or a unique prefix of one, as CUDA accepts them
+                matches = [index for index, uuid in enumerate(uuids) if uuid.startswith(item)]
+                if len(matches) == 1:
+                    wanted.append(matches[0])
         return wanted
     return host
 

@@ -21,7 +21,7 @@ from .context import InferenceRequest, InferenceResult
 from .errors import (DeadlineExceeded, MethodNotAllowed, ModelNotFound, PayloadTooLarge, ResponseTooLarge,
                      RouteNotFound, ServingError, Unavailable, error_body)
 from .executor import JobExpired, PredictThreads
-from .logs import AccessLog
+from .logs import AccessLog, printable
 from .negotiation import effective_accept
 from .pipeline import HookFailure
 from .state import BUSY, DRAINING, READY, SharedState, now
@@ -38,6 +38,19 @@ ROUTE_METHODS = {
     "/execution-parameters": ("GET",),
     "/metrics": ("GET",),
 }
+UNMATCHED_ROUTE = "unmatched"  # the metrics label of every path that is no route (labels are a closed set)
+
+
+def route_label(path: str) -> str:
+    """The metrics label of a request path: a route pattern, never the path itself (a client choosing label
+    values could grow /metrics without bound)."""
+    if path in ROUTE_METHODS:
+        return path
+    if path.startswith("/models/") and path.endswith("/invoke"):
+        return "/models/{name}/invoke"
+    if path.startswith("/predictions/"):
+        return "/predictions/{name}"
+    return UNMATCHED_ROUTE
 
 
 class Handler:  # the shape of families.base.Handler, repeated here to avoid an import cycle
@@ -72,12 +85,12 @@ class App:
         started = time.perf_counter()
         path: str = scope["path"]
         method: str = scope["method"]
-        if path == "/ping":
-            await self._ping(method, send)
-            return
         headers = scope["headers"]
         request_id, echo = _request_id(headers)
-        route = path
+        if path == "/ping":
+            await self._ping(method, send, request_id, echo)
+            return
+        route = route_label(path)
         status, sent_bytes, received, model = 500, 0, 0, SINGLE_MODEL
         try:
             if path == "/invocations" or path.startswith("/models/") or path.startswith("/predictions/"):
@@ -85,9 +98,9 @@ class App:
                 status, sent_bytes, received = await self._invoke(route, headers, receive, send, request_id, echo,
                                                                   started)
             elif path == "/metrics" and method == "GET" and self.settings.metrics:
-                status, sent_bytes = await self._metrics(send, request_id)
+                status, sent_bytes = await self._metrics(send, echo)
             elif path == "/execution-parameters" and method == "GET":
-                status, sent_bytes = await self._execution_parameters(send, request_id)
+                status, sent_bytes = await self._execution_parameters(send, echo)
             else:
                 self._raise_unrouted(path, method)
         except ServingError as exc:
@@ -97,6 +110,12 @@ class App:
         if self.metrics is not None:
             self.metrics.observe_request(route, method, status, model, elapsed, received, sent_bytes)
         self.access_log.record(method, path, status, elapsed * 1000, received, sent_bytes, request_id, model)
+
+    def record_refusal(self, status: int, sent_bytes: int, request_id: str) -> None:
+        """Account for an answer the connection layer wrote itself (protocol.py: 400, 408, 431, 503)."""
+        if self.metrics is not None:
+            self.metrics.observe_request(UNMATCHED_ROUTE, "-", status, SINGLE_MODEL, 0.0, 0, sent_bytes)
+        self.access_log.record("-", "-", status, 0.0, 0, sent_bytes, request_id, SINGLE_MODEL)
 
     def _raise_unrouted(self, path: str, method: str) -> None:
         allowed = ROUTE_METHODS.get(path)
@@ -132,18 +151,18 @@ class App:
         return route, SINGLE_MODEL
 
     # ------------------------------------------------------------ /ping
-    async def _ping(self, method: str, send: Callable) -> None:
+    async def _ping(self, method: str, send: Callable, request_id: str, echo: list) -> None:
         if self.state.ready() and not self.draining:
-            await _respond(send, 200, PING_OK, JSON_TYPE)
+            await _respond(send, 200, PING_OK, JSON_TYPE, echo)
             if self.settings.log_ping:
-                self.access_log.record(method, "/ping", 200, 0.0, 0, len(PING_OK), "-", SINGLE_MODEL)
+                self.access_log.record(method, "/ping", 200, 0.0, 0, len(PING_OK), request_id, SINGLE_MODEL)
             return
         draining = self.draining or self.state.phase == DRAINING
         reason = "ShuttingDown" if draining else "NotReady"
         body = b'{"status":"Unhealthy","reason":"%s"}' % reason.encode()
-        await _respond(send, 503, body, JSON_TYPE, [(b"retry-after", b"1")])
+        await _respond(send, 503, body, JSON_TYPE, [(b"retry-after", b"1"), *echo])
         if self.settings.log_ping:
-            self.access_log.record(method, "/ping", 503, 0.0, 0, len(body), "-", SINGLE_MODEL)
+            self.access_log.record(method, "/ping", 503, 0.0, 0, len(body), request_id, SINGLE_MODEL)
 
     # ------------------------------------------------------------ inference
     async def _invoke(self, route: str, headers: list, receive: Callable, send: Callable, request_id: str,
@@ -248,7 +267,7 @@ class App:
                     self.state.set_worker_state(self.slot, READY)
 
     # ------------------------------------------------------------ other routes
-    async def _metrics(self, send: Callable, request_id: str) -> tuple[int, int]:
+    async def _metrics(self, send: Callable, echo: list) -> tuple[int, int]:
         counts = self.state.counts()
         labels = ",".join(f'{k}="{v}"' for k, v in self.build_info.items())
         lines = ["# HELP smserve_workers Worker processes by state", "# TYPE smserve_workers gauge"]
@@ -258,31 +277,32 @@ class App:
         self.metrics.flush()  # this worker's own recent observations (other workers flush every 50 ms)
         loop = asyncio.get_running_loop()
         body = await loop.run_in_executor(None, self.metrics.render, lines)
-        await _respond(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
+        await _respond(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8", echo)
         return 200, len(body)
 
-    async def _execution_parameters(self, send: Callable, request_id: str) -> tuple[int, int]:
+    async def _execution_parameters(self, send: Callable, echo: list) -> tuple[int, int]:
         import json
 
         s = self.settings
         body = json.dumps({
             "MaxConcurrentTransforms": s.max_concurrent_transforms or self.state.workers * s.worker_threads,
             "BatchStrategy": s.batch_strategy or "MULTI_RECORD",
-            "MaxPayloadInMB": s.max_payload_mb or 6,
+            # the request limit actually enforced, in whole MiB (at least 1: the field has no smaller unit)
+            "MaxPayloadInMB": s.max_payload_mb or max(1, self.limit // 1_048_576),
         }).encode()
-        await _respond(send, 200, body, JSON_TYPE)
+        await _respond(send, 200, body, JSON_TYPE, echo)
         return 200, len(body)
 
     async def _send_error(self, send: Callable, exc: ServingError, request_id: str, echo: list) -> tuple[int, int]:
         original = exc.original if isinstance(exc, HookFailure) else exc
         kv = {"request_id": request_id}
         if isinstance(exc, HookFailure) and not isinstance(exc.original, ServingError):
-            log.error("%s raised %s: %s", exc.stage or "transform_fn", type(exc.original).__name__, exc.message,
-                      exc_info=exc.original, extra={"kv": kv})
+            log.error("%s raised %s: %s", exc.stage or "transform_fn", type(exc.original).__name__,
+                      printable(exc.message), exc_info=exc.original, extra={"kv": kv})
         elif exc.status >= 500:
-            log.error("%s: %s", exc.error_type, exc.message, extra={"kv": kv})
+            log.error("%s: %s", exc.error_type, printable(exc.message), extra={"kv": kv})
         else:
-            log.info("%s %s: %s", exc.status, exc.error_type, exc.message, extra={"kv": kv})
+            log.info("%s %s: %s", exc.status, exc.error_type, printable(exc.message), extra={"kv": kv})
         body = error_body(exc.status, exc.error_type, exc.message, request_id, original, self.settings.debug)
         extra = list(echo)
         if exc.status == 503:
@@ -307,7 +327,7 @@ def _request_id(headers: list) -> tuple[str, list]:
         return inference_id.decode("latin-1"), [(b"x-amzn-sagemaker-inference-id", inference_id),
                                                 (b"x-request-id", inference_id)]
     if request_id is None:
-        request_id = _new_request_id()
+        request_id = new_request_id()
     return request_id.decode("latin-1"), [(b"x-request-id", request_id)]
 
 
@@ -327,7 +347,7 @@ class _RequestIds:
         return f"{self._prefix}{self._next():016x}".encode()
 
 
-_new_request_id = _RequestIds()
+new_request_id = _RequestIds()
 
 
 async def _respond(send: Callable, status: int, body: bytes, content_type: bytes, extra: list | tuple = ()) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import importlib
 import logging
+import math
 import os
 import socket
 import sys
@@ -25,6 +26,7 @@ from .config import THREAD_VARS, Settings
 from .context import WorkerInfo
 from .families.base import Family
 from .layout import Layout
+from .protocol import Guard
 from .resources import WorkerPlan
 from .server import App, build_info
 from .state import DRAINING, FAILED, LOADING, READY, STARTING, SharedState
@@ -48,10 +50,11 @@ class WorkerSpec:
 class WorkerServer(uvicorn.Server):
     """uvicorn server that drains before it stops: 503 on open connections until in-flight requests finish."""
 
-    def __init__(self, config: uvicorn.Config, app: App, graceful: float):
+    def __init__(self, config: uvicorn.Config, app: App, graceful: float, guard: Guard):
         super().__init__(config)
         self.app = app
         self.graceful = graceful
+        self.guard = guard
         self._drain_started = False
 
     def handle_exit(self, sig, frame) -> None:
@@ -82,6 +85,17 @@ class WorkerServer(uvicorn.Server):
         if self.app.metrics is not None:
             self.app.metrics.bind(self._loop)
         await super().startup(sockets=sockets)
+        self._sweep = self._loop.create_task(self.guard.sweep(self.server_state.connections))
+
+
+def uvicorn_config(settings: Settings, app: App, guard: Guard) -> uvicorn.Config:
+    """uvicorn as every worker runs it: the guarded httptools protocol (protocol.py). Its graceful-shutdown wait
+    takes whole seconds: rounded up, so that SMSERVE_GRACEFUL_TIMEOUT=0.5 still lets open connections finish
+    (int() made it 0)."""
+    return uvicorn.Config(app, loop="uvloop", http=guard.protocol(), lifespan="off", access_log=False,
+                          log_config=None, timeout_keep_alive=settings.idle_timeout, server_header=False,
+                          date_header=False, proxy_headers=False,
+                          timeout_graceful_shutdown=math.ceil(settings.graceful_timeout))
 
 
 def run(spec: WorkerSpec, slot: int) -> None:
@@ -114,11 +128,8 @@ def run(spec: WorkerSpec, slot: int) -> None:
     loader = threading.Thread(target=_load, args=(spec, slot, app, worker_info, metrics), name="model-loader",
                               daemon=True)
     loader.start()
-    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="off", access_log=False,
-                            log_config=None, timeout_keep_alive=75, server_header=False, date_header=False,
-                            proxy_headers=False,
-                            timeout_graceful_shutdown=int(settings.graceful_timeout))
-    server = WorkerServer(config, app, settings.graceful_timeout)
+    guard = Guard(settings, app)
+    server = WorkerServer(uvicorn_config(settings, app, guard), app, settings.graceful_timeout, guard)
     sockets = [spec.sock]
     try:
         sockets.insert(0, listen.worker_listener(spec.sock))

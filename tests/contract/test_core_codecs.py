@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 
 import numpy as np
 import pytest
@@ -241,15 +240,19 @@ def test_core_70b_npy_default_path_keeps_ints(echo):
 
 
 class _Exploit:
+    """Unpickling runs code that leaves a mark the test can see on either target: a file on the host, and the
+    end of the process that unpickled it (the request would never get its 400, in a container too)."""
+
     def __init__(self, path):
         self.path = path
 
     def __reduce__(self):
-        return (os.system, (f"touch {self.path}",))
+        return (exec, (f"import os, pathlib; pathlib.Path({str(self.path)!r}).touch(); os._exit(17)",))
 
 
 def test_core_71_pickled_npy_rejected(echo, probe, tmp_path):
-    """core §21 item 71: an object-dtype (pickled) NPY → 400 PickleRejected; no code in it runs."""
+    """core §21 item 71: an object-dtype (pickled) NPY → 400 PickleRejected; no code in it runs (had it run, the
+    worker would have exited before answering)."""
     marker = tmp_path / "pwned"
     body = npy(np.array([_Exploit(marker), 1], dtype=object), allow_pickle=True)
     for server in (echo, probe):

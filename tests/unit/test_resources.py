@@ -166,3 +166,21 @@ def test_visible_gpus_restricted_by_cuda_visible_devices(monkeypatch):
     assert resources.visible_gpus("1,3") == [1, 3]
     assert resources.visible_gpus("") == []
     assert resources.visible_gpus("-1") == []
+
+
+def test_visible_gpus_given_as_uuids(monkeypatch):
+    """core §15: CUDA_VISIBLE_DEVICES may name GPUs by UUID or by a unique UUID prefix, as CUDA accepts them
+    (found: UUIDs turned GPU planning off, issue 12)."""
+    uuids = ["GPU-8932f937-d72c-4106-c12f-20bd9faed9f6", "GPU-1c9d4f7a-0b5e-4c3e-9a77-1f0c2d3e4b5a",
+             "GPU-1c0a7e6b-11aa-42bb-8ccd-2e3f4a5b6c7d"]
+    listing = "".join(f"GPU {i}: NVIDIA H200 (UUID: {uuid})\n" for i, uuid in enumerate(uuids))
+
+    class Done:
+        stdout = listing
+
+    monkeypatch.setattr(resources.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(resources.subprocess, "run", lambda *a, **k: Done())
+    assert resources.visible_gpus(f"{uuids[2]},{uuids[0]}") == [2, 0]
+    assert resources.visible_gpus("GPU-8932f937") == [0]
+    assert resources.visible_gpus("GPU-1c") == []  # ambiguous prefix: no device, as CUDA
+    assert resources.visible_gpus("GPU-1c9d,0") == [1, 0]  # UUIDs and indices mixed
