@@ -30,6 +30,7 @@ Configuration comes from environment variables (spec core §12), among them:
   SMSERVE_IDLE_TIMEOUT (75)            seconds a connection may stay open with no request in progress
   SMSERVE_MAX_HEADER_BYTES (65536)     request line + headers (431 above)
   SMSERVE_MAX_CONNECTIONS              per worker (default: open-file limit - 64, at most 10000)
+  SMSERVE_DECODE_FACTOR (16)           decoding a body may allocate at most this many times its size (413)
 """
 
 

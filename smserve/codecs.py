@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .errors import BadRequest, EncodeError, PickleRejected, UnsupportedFormatError, UnsupportedMediaType
+from .errors import (BadRequest, DecodedTooLarge, EncodeError, PickleRejected, UnsupportedFormatError,
+                     UnsupportedMediaType)
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -24,6 +25,31 @@ OCTET_STREAM = "application/octet-stream"
 ANY = "*/*"
 TEXT_TYPES = (JSON, CSV)  # delivered to input_fn as str (spec core §8)
 ALIASES = {"application/x-jsonlines": JSONLINES}
+
+# Decoded-size bound (docs/security.md): what decoding one body may allocate is at most DECODE_FACTOR times the
+# body's size (and never less than MIN_DECODED_BOUND, so small requests are not refused for their smallness).
+# Numbers in JSON or CSV decode to at most 4x their text; the amplification this stops comes from fixed-width
+# string arrays, compressed NPZ members, headers that declare more data than the body holds, and densifying a
+# sparse matrix. The worker sets the factor from SMSERVE_DECODE_FACTOR.
+DECODE_FACTOR = 16
+MIN_DECODED_BOUND = 1 << 20
+
+
+def set_decode_factor(factor: int) -> None:
+    global DECODE_FACTOR
+    DECODE_FACTOR = factor
+
+
+def decoded_bound(body_size: int) -> int:
+    return max(body_size * DECODE_FACTOR, MIN_DECODED_BOUND)
+
+
+def _check_bound(size: int, body_size: int, what: str) -> None:
+    bound = decoded_bound(body_size)
+    if size > bound:
+        raise DecodedTooLarge(f"{what} would take {size:,} bytes decoded, more than {DECODE_FACTOR}x the "
+                              f"{body_size:,}-byte body ({bound:,} bytes, SMSERVE_DECODE_FACTOR); send numbers, "
+                              f"or a smaller or denser payload")
 
 
 def media_type(header: str | None) -> tuple[str, dict[str, str]]:
@@ -124,21 +150,43 @@ def _parse_json_stdlib(text: str) -> Any:
         raise BadRequest("invalid JSON: nesting too deep") from None
 
 
+def _json_footprint(value: Any) -> int:
+    """Bytes np.array(value) allocates for parsed JSON holding strings: numpy makes every element as wide as
+    the longest string (32 characters for a number among strings), 4 bytes a character."""
+    leaves = width = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            continue
+        leaves += 1
+        width = max(width, len(item) if isinstance(item, str) else 32)
+    return leaves * width * 4
+
+
 def decode_json(body: bytes | str) -> np.ndarray:
     text = _as_text(body)
     if not text.strip():
         raise BadRequest("empty request body; application/json needs a JSON document")
-    array = _array(parse_json(text), "JSON body")
+    value = parse_json(text)
+    if '"' in text:  # only strings make np.array wider than the text
+        _check_bound(_json_footprint(value), len(text), "the JSON array of strings")
+    array = _array(value, "JSON body")
     if _lost_big_integer(array, text):
         array = _array(_parse_json_stdlib(text), "JSON body")
     return array
 
 
 def decode_jsonlines(body: bytes | str) -> np.ndarray:
-    lines = [line for line in _as_text(body).splitlines() if line.strip()]
+    text = _as_text(body)
+    lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise BadRequest("empty request body; application/jsonlines needs one JSON value per line")
-    array = _array([parse_json(line) for line in lines], "JSON Lines body")
+    values = [parse_json(line) for line in lines]
+    if '"' in text:
+        _check_bound(_json_footprint(values), len(text), "the JSON Lines strings")
+    array = _array(values, "JSON Lines body")
     if _lost_big_integer(array, "\n".join(lines)):
         array = _array([_parse_json_stdlib(line) for line in lines], "JSON Lines body")
     return array
@@ -148,6 +196,9 @@ def decode_csv(body: bytes | str) -> np.ndarray:
     text = _as_text(body)
     if not text.strip():
         raise BadRequest("empty request body; text/csv needs at least one row")
+    lines = text.splitlines()
+    # text columns are as wide as their longest field: at most rows x longest line characters, 4 bytes each
+    _check_bound(len(lines) * max(map(len, lines)) * 4, len(text), "the CSV text columns")
     import warnings
     try:
         with warnings.catch_warnings():
@@ -155,6 +206,8 @@ def decode_csv(body: bytes | str) -> np.ndarray:
             return np.genfromtxt(io.StringIO(text), dtype=None, delimiter=",")
     except ValueError as exc:
         raise BadRequest(f"CSV rows have different numbers of columns: {exc}") from None
+    except TypeError as exc:  # numpy's type inference fails on some columns of empty and text fields
+        raise BadRequest(f"CSV columns cannot be typed (empty fields beside text?): {exc}") from None
 
 
 def _read_array_header(stream: io.BytesIO, version: tuple[int, int]) -> tuple:
@@ -167,20 +220,28 @@ def _read_array_header(stream: io.BytesIO, version: tuple[int, int]) -> tuple:
     return reader(stream, version)
 
 
-def _check_npy_header(stream: io.BytesIO) -> None:
+def _check_npy_header(stream: io.BytesIO, available: int | None = None) -> None:
+    """Refuse pickled arrays, and (given how many bytes the NPY data has) a header that declares more data than
+    there is: numpy allocates the declared size before it reads, so a 100-byte body could claim gigabytes."""
     start = stream.tell()
     try:
         version = np.lib.format.read_magic(stream)
         if version == (1, 0):
-            _, _, dtype = np.lib.format.read_array_header_1_0(stream)
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
         elif version == (2, 0):
-            _, _, dtype = np.lib.format.read_array_header_2_0(stream)
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
         else:
-            _, _, dtype = _read_array_header(stream, version)  # 3.0: utf-8 header
+            shape, _, dtype = _read_array_header(stream, version)  # 3.0: utf-8 header
     except ValueError as exc:
         raise BadRequest(f"malformed NPY data: {exc}") from None
     if dtype.hasobject:
         raise PickleRejected("pickled (object dtype) NPY data is never accepted; send a numeric array")
+    if available is not None:
+        declared = math.prod(shape) * dtype.itemsize
+        data = available - (stream.tell() - start)
+        if declared > data:
+            raise BadRequest(f"malformed NPY data: the header declares shape {shape} of {dtype} ({declared:,} bytes) "
+                             f"but only {max(data, 0):,} bytes of data follow")
     stream.seek(start)
 
 
@@ -188,7 +249,7 @@ def decode_npy(body: bytes | str) -> np.ndarray:
     if isinstance(body, str):
         body = body.encode("latin-1")
     stream = io.BytesIO(body)
-    _check_npy_header(stream)
+    _check_npy_header(stream, len(body))
     try:
         return np.load(stream, allow_pickle=False)
     except (ValueError, EOFError, OSError) as exc:
@@ -201,9 +262,10 @@ def decode_npz(body: bytes | str) -> Any:
     try:
         archive = zipfile.ZipFile(io.BytesIO(body))
         members = [name[:-4] if name.endswith(".npy") else name for name in archive.namelist()]
-        for name in archive.namelist():
-            with archive.open(name) as member:
-                _check_npy_header(io.BytesIO(member.read(4096)))
+        _check_bound(sum(info.file_size for info in archive.infolist()), len(body), "the NPZ members")
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                _check_npy_header(io.BytesIO(member.read(4096)), info.file_size)
     except zipfile.BadZipFile as exc:
         raise BadRequest(f"malformed NPZ data: {exc}") from None
     try:
@@ -310,6 +372,14 @@ def encode(value: Any, content_type: str) -> bytes:
     if encoder is None:
         raise UnsupportedFormatError(content_type)
     return encoder(value)
+
+
+def dense(matrix: Any, body_size: int) -> np.ndarray:
+    """A decoded scipy sparse matrix as a dense array, refused when that would exceed the decoded-size bound
+    (a 1 KB sparse NPZ can describe a 20000 x 20000 matrix)."""
+    _check_bound(math.prod(matrix.shape) * matrix.dtype.itemsize, body_size,
+                 f"the sparse {matrix.shape[0]} x {matrix.shape[1]} matrix made dense")
+    return np.asarray(matrix.toarray())
 
 
 def as_float32(array: np.ndarray, framework: str = "") -> np.ndarray:

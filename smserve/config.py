@@ -123,6 +123,7 @@ class Settings:
     idle_timeout: float  # seconds a connection may stay open with no request in progress
     max_header_bytes: int  # request line + headers (431 above)
     max_connections: int | None  # per worker; None: from the open-file limit (protocol.default_max_connections)
+    decode_factor: int  # decoding a body may allocate at most this many times its size (codecs.decoded_bound)
     response_max_bytes: int
     default_accept: str
     batch: bool
@@ -280,6 +281,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = 
         idle_timeout=seconds("SMSERVE_IDLE_TIMEOUT", 75.0),
         max_header_bytes=integer("SMSERVE_MAX_HEADER_BYTES", 65_536, 1024),
         max_connections=integer("SMSERVE_MAX_CONNECTIONS", 0, 1) or None,
+        decode_factor=integer("SMSERVE_DECODE_FACTOR", 16, 1),
         response_max_bytes=response_max,
         default_accept=(env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json").strip(),
         batch=batch,

@@ -43,6 +43,7 @@ class ServingError(Exception):
     status = 500
     error_type = "InternalServerError"
     request_bytes = 0  # body bytes read before the error, for the access log and metrics
+    close_connection = False  # answered before the body was read: the connection cannot be reused
 
     def __init__(self, message: str, *, status: int | None = None, error_type: str | None = None):
         super().__init__(message)
@@ -83,6 +84,13 @@ class NotAcceptable(ServingError):
 
 class PayloadTooLarge(ServingError):
     status, error_type = 413, "PayloadTooLarge"
+    close_connection = True
+
+
+class DecodedTooLarge(ServingError):
+    """A body within the payload limit whose decoded form would not be (codecs.decoded_bound)."""
+
+    status, error_type = 413, "DecodedTooLarge"
 
 
 class UnsupportedMediaType(ServingError):

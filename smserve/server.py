@@ -182,17 +182,32 @@ class App:
                 length = int(value) if value.isdigit() else None
         if length is not None and length > self.limit:
             raise self._too_large(length)
-        body = await self._read_body(receive)
+        # admission before the body is read: a full worker answers 503 at once instead of reading bodies
+        if self.inflight >= self.capacity:
+            exc = Unavailable(f"worker queue is full ({self.capacity} requests); retry later", "Overloaded")
+            exc.close_connection = True
+            raise exc
+        self.inflight += 1
+        if self.metrics is not None:
+            self.metrics.inflight_child.inc()
         try:
-            return await self._answer(body, content_type, accept, headers, send, request_id, echo, started)
-        except ServingError as exc:
-            exc.request_bytes = len(body)
-            raise
+            try:
+                body = await self._read_body(receive, started)
+            except ServingError as exc:
+                exc.close_connection = True  # the rest of the body may still be on its way
+                raise
+            try:
+                return await self._answer(body, content_type, accept, headers, send, request_id, echo, started)
+            except ServingError as exc:
+                exc.request_bytes = len(body)
+                raise
+        finally:
+            self.inflight -= 1
+            if self.metrics is not None:
+                self.metrics.inflight_child.dec()
 
     async def _answer(self, body: bytes, content_type: str | None, accept: str | None, headers: list,
                       send: Callable, request_id: str, echo: list, started: float) -> tuple[int, int, int]:
-        if self.inflight >= self.capacity:
-            raise Unavailable(f"worker queue is full ({self.capacity} requests); retry later", "Overloaded")
         request = InferenceRequest(body, content_type, effective_accept(accept, self.settings.default_accept),
                                    [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers], request_id)
         result = await self._run(request, started)
@@ -211,12 +226,22 @@ class App:
         return PayloadTooLarge(f"request body of {size} bytes exceeds the limit of {self.limit} bytes "
                                f"({self.limit_source}); raise it with SAGEMAKER_MAX_PAYLOAD_IN_MB")
 
-    async def _read_body(self, receive: Callable) -> bytes:
+    async def _read_body(self, receive: Callable, started: float) -> bytes:
+        """The request body, within the request deadline (which runs from the end of the headers). When the
+        whole body arrived with the headers (uvicorn's cycle says so), no timer is needed."""
+        cycle = getattr(receive, "__self__", None)
+        if getattr(cycle, "more_body", True) is False:
+            return (await receive()).get("body", b"")
+        try:
+            async with asyncio.timeout(self.timeout - (time.perf_counter() - started)):
+                return await self._receive_all(receive)
+        except TimeoutError:
+            raise DeadlineExceeded(f"the request body did not arrive within the request deadline of "
+                                   f"{self.timeout:g} s ({self.settings.request_timeout.source})") from None
+
+    async def _receive_all(self, receive: Callable) -> bytes:
         message = await receive()
-        body = message.get("body", b"")
-        if not message.get("more_body"):
-            return body
-        chunks, size = [body], len(body)
+        chunks, size = [message.get("body", b"")], len(message.get("body", b""))
         while message.get("more_body"):
             message = await receive()
             chunk = message.get("body", b"")
@@ -228,22 +253,14 @@ class App:
 
     async def _run(self, request: InferenceRequest, started: float) -> InferenceResult:
         submitted = time.perf_counter()
-        self.inflight += 1
-        if self.metrics is not None:
-            self.metrics.inflight_child.inc()
+        job = self.predict_threads.submit(self._execute, request, submitted,
+                                          timeout=self.timeout - (submitted - started))
         try:
-            job = self.predict_threads.submit(self._execute, request, submitted,
-                                              timeout=self.timeout - (submitted - started))
-            try:
-                return await job.result()
-            except JobExpired:
-                raise DeadlineExceeded(f"no answer within the request deadline of {self.timeout:g} s "
-                                       f"({self.settings.request_timeout.source}); the result will be discarded") \
-                    from None
-        finally:
-            self.inflight -= 1
-            if self.metrics is not None:
-                self.metrics.inflight_child.dec()
+            return await job.result()
+        except JobExpired:
+            raise DeadlineExceeded(f"no answer within the request deadline of {self.timeout:g} s "
+                                   f"({self.settings.request_timeout.source}); the result will be discarded") \
+                from None
 
     def _execute(self, request: InferenceRequest, submitted: float) -> InferenceResult:
         """Runs on a predict thread; marks the worker busy for the hung-worker watchdog."""
@@ -309,7 +326,7 @@ class App:
             extra.append((b"retry-after", b"1"))
         if isinstance(exc, MethodNotAllowed):
             extra.append((b"allow", ", ".join(exc.allow).encode()))
-        if isinstance(exc, PayloadTooLarge):
+        if exc.close_connection:
             extra.append((b"connection", b"close"))
         await _respond(send, exc.status, body, JSON_TYPE, extra)
         return exc.status, len(body)

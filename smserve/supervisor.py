@@ -226,7 +226,9 @@ class Supervisor:
                     oom_seen = oom_now
                 failures = self.failures.get(slot, 0) + (0 if reason == "hung" else 1)
                 self.failures[slot] = failures
-                delay = 0.0 if reason == "hung" else min(30.0, 2.0 ** (failures - 1))
+                # a first crash is replaced at once (the others are serving alone meanwhile); repeated crashes of
+                # the same slot back off 1, 2, 4 ... 30 s so that a crash loop cannot monopolise the CPUs
+                delay = 0.0 if reason == "hung" or failures <= 1 else min(30.0, 2.0 ** (failures - 2))
                 log.warning("worker %d (pid %d) exited with status %s (%s); restarting in %.0f s",
                             slot, pid, code, reason, delay)
                 if self.metrics is not None:

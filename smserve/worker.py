@@ -7,6 +7,7 @@ platform sees a live endpoint from the first second (spec core §1.2 steps 2 and
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import importlib
 import logging
@@ -29,7 +30,7 @@ from .layout import Layout
 from .protocol import Guard
 from .resources import WorkerPlan
 from .server import App, build_info
-from .state import DRAINING, FAILED, LOADING, READY, STARTING, SharedState
+from .state import DRAINING, FAILED, LOADING, READY, SERVING, STARTING, SharedState
 
 log = logging.getLogger("smserve.worker")
 
@@ -48,13 +49,22 @@ class WorkerSpec:
 
 
 class WorkerServer(uvicorn.Server):
-    """uvicorn server that drains before it stops: 503 on open connections until in-flight requests finish."""
+    """uvicorn server that accepts only what it can serve and drains before it stops.
 
-    def __init__(self, config: uvicorn.Config, app: App, graceful: float, guard: Guard):
+    A worker of the first boot accepts on the supervisor's shared socket from the start (so /ping answers 503
+    while models load); a worker that replaces one that died while the others serve accepts nothing until its
+    model is loaded (it would answer NotReady to traffic the platform sends because /ping says 200). Each adds
+    its own SO_REUSEPORT listener when its model is loaded. On SIGTERM: 503 on open connections until in-flight
+    requests finish."""
+
+    def __init__(self, config: uvicorn.Config, app: App, graceful: float, guard: Guard, shared: socket.socket,
+                 replacement: bool):
         super().__init__(config)
         self.app = app
         self.graceful = graceful
         self.guard = guard
+        self.shared = shared
+        self.replacement = replacement
         self._drain_started = False
 
     def handle_exit(self, sig, frame) -> None:
@@ -84,8 +94,28 @@ class WorkerServer(uvicorn.Server):
         self.app.access_log.bind(self._loop)
         if self.app.metrics is not None:
             self.app.metrics.bind(self._loop)
-        await super().startup(sockets=sockets)
+        await super().startup(sockets=[] if self.replacement else [self.shared])
         self._sweep = self._loop.create_task(self.guard.sweep(self.server_state.connections))
+        self._listening = self._loop.create_task(self._accept_when_ready())
+
+    async def _accept_when_ready(self) -> None:
+        while self.app.handler is None:  # set by the model-loader thread when the model is loaded
+            await asyncio.sleep(0.02)
+        if self._drain_started:
+            return
+        sockets = [self.shared] if self.replacement else []
+        try:
+            sockets.append(listen.worker_listener(self.shared))
+        except OSError as exc:
+            log.warning("worker accepts on the shared socket only (no SO_REUSEPORT listener of its own: %s); "
+                        "connections may gather on one worker", exc)
+        factory = functools.partial(self.config.http_protocol_class, config=self.config,
+                                    server_state=self.server_state, app_state=self.lifespan.state)
+        for sock in sockets:
+            server = await self._loop.create_server(factory, sock=sock, backlog=self.config.backlog)
+            self.servers.append(server)
+            if self._drain_started:  # SIGTERM arrived meanwhile: _drain closed the others
+                server.close()
 
 
 def uvicorn_config(settings: Settings, app: App, guard: Guard) -> uvicorn.Config:
@@ -116,7 +146,10 @@ def run(spec: WorkerSpec, slot: int) -> None:
         os.environ.setdefault(name, value)
     os.chdir(spec.layout.model_dir)
 
+    from . import codecs
     from .metrics import Metrics
+
+    codecs.set_decode_factor(settings.decode_factor)
 
     metrics = Metrics() if settings.metrics else None
     access_log = logs.AccessLog(settings)
@@ -129,14 +162,9 @@ def run(spec: WorkerSpec, slot: int) -> None:
                               daemon=True)
     loader.start()
     guard = Guard(settings, app)
-    server = WorkerServer(uvicorn_config(settings, app, guard), app, settings.graceful_timeout, guard)
-    sockets = [spec.sock]
-    try:
-        sockets.insert(0, listen.worker_listener(spec.sock))
-    except OSError as exc:
-        log.warning("worker %d accepts on the shared socket only (no SO_REUSEPORT listener of its own: %s); "
-                    "connections may gather on one worker", slot, exc)
-    server.run(sockets=sockets)
+    server = WorkerServer(uvicorn_config(settings, app, guard), app, settings.graceful_timeout, guard, spec.sock,
+                          replacement=spec.state.phase == SERVING)
+    server.run()
     access_log.flush()
     if metrics is not None:
         metrics.flush()

@@ -250,7 +250,7 @@ class MXNetDefaults:
     def _module_npz(self, body: Any) -> Any:
         decoded = codecs.decode_npz(body)
         if not isinstance(decoded, dict):  # scipy sparse matrix
-            decoded = {self.data_names[0]: np.asarray(decoded.toarray())} if len(self.data_names) == 1 else {}
+            decoded = {self.data_names[0]: codecs.dense(decoded, len(body))} if len(self.data_names) == 1 else {}
         if set(decoded) != set(self.data_names):
             raise BadRequest(f"application/x-npz members {sorted(decoded)} must be the model's data input names "
                              f"{self.data_names}; or provide input_fn")

@@ -159,7 +159,7 @@ class PyTorchDefaults:
         elif bare == codecs.NPY:
             tensor = _tensor_from_array(codecs.decode_npy(body))
         elif bare == codecs.NPZ:
-            return self._from_npz(codecs.decode_npz(body))
+            return self._from_npz(codecs.decode_npz(body), len(body))
         else:
             raise UnsupportedFormatError(content_type or "(none)",
                                          f"Content-Type {content_type or '(missing)'} is not supported by the default "
@@ -172,13 +172,13 @@ class PyTorchDefaults:
             tensor = tensor.to(self.float_dtype)
         return tensor.to(self.device) if self.device.type != "cpu" else tensor
 
-    def _from_npz(self, decoded: Any) -> Any:
+    def _from_npz(self, decoded: Any, body_size: int) -> Any:
         if isinstance(decoded, dict):
             tensors = {name: self._place(_tensor_from_array(array)) for name, array in decoded.items()}
             if len(tensors) == 1:
                 return next(iter(tensors.values()))
             return tensors
-        return self._place(_tensor_from_array(np.asarray(decoded.toarray())))
+        return self._place(_tensor_from_array(codecs.dense(decoded, body_size)))
 
     def predict_fn(self, data: Any, model: Any) -> Any:
         with torch.inference_mode():

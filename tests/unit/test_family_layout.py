@@ -96,7 +96,7 @@ def test_layout_2_a_family_suite_skips_in_another_family_environment(tmp_path):
         # exit 5 ("no tests collected") is how pytest ends when every module skipped at import
         assert run.returncode in (0, 5), run.stdout[-3000:] + run.stderr[-3000:]
         assert re.search(r"^\d+ skipped in ", run.stdout, re.M), run.stdout[-3000:]
-        assert f"is not installed in this environment" in run.stdout, run.stdout[-3000:]
+        assert "is not installed in this environment" in run.stdout, run.stdout[-3000:]
 
 
 def test_layout_3_installed_entry_points_equal_the_map():

@@ -46,6 +46,11 @@ def test_core_7_7_decode_npy_and_sparse_npz():
     assert scipy.sparse.issparse(matrix) and matrix.toarray().tolist() == [[1.0, 0.0], [0.0, 1.0]]
 
 
+def test_core_7_7_decode_json_lines_beyond_the_toolkit():
+    for content_type in ("application/jsonlines", "application/x-jsonlines"):
+        assert decoder.decode("[1, 2]\n[3, 4]\n", content_type).tolist() == [[1, 2], [3, 4]]
+
+
 def test_core_7_7_decode_never_unpickles():
     buffer = io.BytesIO()
     np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)

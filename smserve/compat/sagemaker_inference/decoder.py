@@ -2,7 +2,8 @@
 
 JSON and CSV give the arrays the toolkit gives (np.array of the document; np.genfromtxt with per-column types);
 NPY refuses pickled (object) arrays with 400 instead of unpickling them; NPZ gives a scipy sparse matrix for
-scipy's sparse format (as the toolkit) and a dict of arrays for any other archive."""
+scipy's sparse format (as the toolkit) and a dict of arrays for any other archive. Beyond the toolkit, JSON Lines
+(application/jsonlines, alias application/x-jsonlines) decodes line by line, as the default input_fn does."""
 
 from smserve import codecs as _codecs
 
@@ -13,6 +14,7 @@ _DECODERS = {
     content_types.CSV: _codecs.decode_csv,
     content_types.NPY: _codecs.decode_npy,
     content_types.NPZ: _codecs.decode_npz,
+    _codecs.JSONLINES: _codecs.decode_jsonlines,
 }
 
 
