@@ -311,18 +311,20 @@ def busy_server(module_servers, tmp_path_factory):
 
 
 def test_core_11_ping_p99_under_100ms_while_all_workers_predict(busy_server):
-    """core §21 item 11 (§2.3): /ping p99 < 100 ms while every worker runs a 5-s prediction.
+    """core §21 item 11 (§2.3): /ping p99 < 100 ms while every worker runs a 4-s prediction.
 
-    5-s requests go out one by one until /metrics shows every worker busy; then 100 pings, each on a new connection so they
-    reach every worker's event loop, are timed within the 5-s window."""
+    4-s requests go out one by one until /metrics shows every worker busy; then 100 pings, each on a new connection so they
+    reach every worker's event loop, are timed within the busy window."""
     server = busy_server
     workers = 2
     results: list[requests.Response] = []
     threads: list[threading.Thread] = []
-    # connections are not spread evenly over the workers: add 5-s requests until every worker is busy
+    # the kernel spreads new connections over the workers' sockets by hash, not in turn: add 4-s requests until every
+    # worker is busy (12 tries make a one-sided run unlikely; those that queue on a busy worker still end within the
+    # 60-s request deadline)
     while workers_in_state(server, "busy") < workers:
-        assert len(threads) < 4 * workers, "requests never reached every worker"
-        threads.append(threading.Thread(target=lambda: results.append(call(server, {"sleep": 5}))))
+        assert len(threads) < 6 * workers, "requests never reached every worker"
+        threads.append(threading.Thread(target=lambda: results.append(call(server, {"sleep": 4}))))
         threads[-1].start()
         time.sleep(0.3)
     latencies = []
@@ -334,7 +336,7 @@ def test_core_11_ping_p99_under_100ms_while_all_workers_predict(busy_server):
         time.sleep(0.01)
     busy_after = workers_in_state(server, "busy")
     for thread in threads:
-        thread.join(60)
+        thread.join(90)
     assert all(r.status_code == 200 for r in results), [r.text for r in results]
     latencies.sort()
     p99 = latencies[math.ceil(0.99 * len(latencies)) - 1]
