@@ -23,6 +23,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .errors import error_body
+from .server import new_request_id
 
 # (status, type, message) of the answers this layer writes
 MALFORMED = (400, "BadRequest", "the request is not valid HTTP/1.1")
@@ -171,8 +172,6 @@ class Guard:
         return True
 
     def answer(self, transport: asyncio.Transport, status: int, error_type: str, message: str) -> None:
-        from .server import new_request_id
-
         request_id = new_request_id().decode()
         body = error_body(status, error_type, message, request_id)
         transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
