@@ -5,7 +5,8 @@ uvicorn parses and dispatches; this subclass adds the limits a server facing unt
 leaves out: a deadline for a request's headers (a slowloris client sending one header line every few seconds
 holds a socket for ever otherwise), a cap on header bytes (a 100 MiB header was buffered whole), an idle
 deadline for connections that never send a request, and a cap on connections per worker (file descriptors are
-finite: at the cap the connection waiting longest for its headers, or idle longest, makes room). Every answer
+finite: at the cap the connection that has waited longest for a complete request makes room, never one just
+accepted, whose request may already be in flight). Every answer
 this layer writes itself (400 for unparseable HTTP, 408, 431, 503) is smserve's JSON error body with a request
 id, and gets an access line like any request.
 
@@ -45,6 +46,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.deadline: float | None = None  # monotonic time this connection must have made progress by
+        self.waiting_since: float | None = None  # since when it waits for a complete request; None while serving
         self.reading_headers = True  # until the end of a request's headers
         self.header_bytes = 0  # request line and complete header lines of this request
         self.pending_bytes = 0  # bytes received while reading headers (bounds what the parser buffers)
@@ -56,6 +58,7 @@ class GuardedProtocol(HttpToolsProtocol):
         guard = self.guard
         full = len(self.connections) >= guard.max_connections and not guard.make_room(self.connections)
         super().connection_made(transport)
+        self.waiting_since = time.monotonic()
         if full:
             self.refuse(TOO_MANY_CONNECTIONS, linger=False, limit=guard.max_connections)
         else:
@@ -95,6 +98,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self.reading_headers = False
+        self.waiting_since = None
         self.deadline = None  # from here the request deadline (SAGEMAKER_MODEL_SERVER_TIMEOUT) applies
         if self.header_bytes > self.guard.max_header_bytes:
             self.too_large = True  # answered by data_received once the parser returns; nothing is dispatched
@@ -113,6 +117,8 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_response_complete()  # arms uvicorn's keep-alive timer (SMSERVE_IDLE_TIMEOUT)
         self.reading_headers = True
         self.pending_bytes = 0
+        if not self.pipeline:  # idle until the next request (a queued one is being served)
+            self.waiting_since = time.monotonic()
 
     # ---- answers of this layer
     def refuse(self, answer: tuple[int, str, str], linger: bool = True, **values: Any) -> None:
@@ -156,17 +162,18 @@ class Guard:
         return type("WorkerProtocol", (GuardedProtocol,), {"guard": self})
 
     def make_room(self, connections: set) -> bool:
-        """At the cap: forget connections already closing, else close the one that waits longest for its headers
-        or idles longest (no lingering: the slot is needed now). False when every connection has a request in
-        progress."""
+        """At the cap: forget connections already closing, else close the one that has waited longest for a
+        complete request, slow or idle (no lingering: the slot is needed now). Age, not the nearest deadline: a
+        connection accepted a moment ago has the nearest idle deadline while its request may be on the wire (with
+        several listening sockets accepts are not in arrival order). False when every connection is serving."""
         for connection in [c for c in connections if c.transport is None or c.transport.is_closing()]:
             connections.discard(connection)
         if len(connections) < self.max_connections:
             return True
-        waiting = [c for c in connections if c.deadline is not None]
+        waiting = [c for c in connections if c.waiting_since is not None]
         if not waiting:
             return False
-        oldest = min(waiting, key=lambda c: c.deadline)
+        oldest = min(waiting, key=lambda c: c.waiting_since)
         oldest.expire(linger=False)
         connections.discard(oldest)
         return True

@@ -81,6 +81,30 @@ def test_slowloris_clients_get_408_and_ping_stays_healthy(guarded):
     still_serves(guarded)
 
 
+def test_at_the_cap_new_connections_are_not_evicted_before_their_request_is_read(guarded):
+    """Found in CI: with the cap full of slow clients, a /ping accepted a moment earlier was reset. The cap made
+    room by closing the connection with the nearest deadline, and a fresh connection's idle deadline (1.5 s) came
+    before the slow clients' header deadline (2 s); with two listening sockets per worker, connections are not
+    accepted in arrival order. Room is now made by closing the connection that has waited longest."""
+    slow = []
+    for _ in range(40):  # SMSERVE_MAX_CONNECTIONS
+        sock = connect(guarded)
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\n")
+        slow.append(sock)
+    time.sleep(0.3)
+    fresh = [connect(guarded) for _ in range(5)]  # each is accepted at the cap before any of them sends
+    time.sleep(0.3)
+    try:
+        for sock in fresh:
+            sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        for sock in fresh:
+            assert read_answer(sock).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for sock in slow + fresh:
+            sock.close()
+    still_serves(guarded)
+
+
 def test_idle_connections_are_closed(guarded):
     """Found: connections that never sent a request stayed open (80 s and more)."""
     idle = [connect(guarded) for _ in range(5)]
