@@ -1,17 +1,18 @@
-"""Command line: `smserve serve` (also installed as `serve`, the name SageMaker runs)."""
+"""Command line: `smserve serve` (also installed as `serve`, the name SageMaker runs).
+
+`serve` is parsed with the standard library's argparse: the server process must import nothing that a user's
+code/requirements.txt could replace before it installs them (requirements.py), and click is a package users pin.
+Every other command is click's (commands.py).
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-import click
-
-from . import __version__
 from .errors import ConfigError
 
 ENVIRONMENT_HELP = """
-
-\b
 Configuration comes from environment variables (spec core §12), among them:
   SAGEMAKER_BIND_TO_PORT (8080)        listening port
   SAGEMAKER_PROGRAM (inference.py)     user module in <model dir>/code
@@ -33,39 +34,53 @@ Configuration comes from environment variables (spec core §12), among them:
   SMSERVE_DECODE_FACTOR (16)           decoding a body may allocate at most this many times its size (413)
 """
 
-
-@click.group(help="SageMaker-compatible inference server." + ENVIRONMENT_HELP)
-@click.version_option(__version__, prog_name="smserve")
-def main() -> None:
-    pass
+SERVE_HELP = "Start the server (what `docker run IMAGE serve` runs)."
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-              help="Start the server (what `docker run IMAGE serve` runs)." + ENVIRONMENT_HELP)
-@click.option("--model-dir", type=click.Path(file_okay=False), help="Model directory (default $SAGEMAKER_BASE_DIR/model).")
-@click.option("--port", type=int, help="Listening port (default $SAGEMAKER_BIND_TO_PORT or 8080).")
-@click.option("--host", help="Bind only this address, e.g. 127.0.0.1 for local runs (default: all interfaces).")
-@click.option("--family", help="Framework family (default $SMSERVE_FAMILY, else the only installed family).")
-@click.pass_context
-def serve(ctx: click.Context, model_dir: str | None, port: int | None, host: str | None,
-          family: str | None) -> None:
+def serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smserve serve", description=SERVE_HELP, epilog=ENVIRONMENT_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser.add_argument("--model-dir", help="Model directory (default $SAGEMAKER_BASE_DIR/model).")
+    parser.add_argument("--port", type=int, help="Listening port (default $SAGEMAKER_BIND_TO_PORT or 8080).")
+    parser.add_argument("--host", help="Bind only this address, e.g. 127.0.0.1 for local runs "
+                                       "(default: all interfaces).")
+    parser.add_argument("--family", help="Framework family (default $SMSERVE_FAMILY, else the only installed "
+                                         "family).")
+    return parser
+
+
+def serve_command(args: list[str]) -> int:
+    """Run the server until it stops; its exit status. Extra arguments are ignored with one warning (core §1.1)."""
     from . import logs
     from .config import load_settings
     from .supervisor import serve as run_server
 
+    options, extra = serve_parser().parse_known_args(args)
     try:
-        settings = load_settings(model_dir=model_dir, port=port, family=family, host=host)
+        settings = load_settings(model_dir=options.model_dir, port=options.port, family=options.family,
+                                 host=options.host)
     except ConfigError as exc:
-        click.echo(f"smserve: {exc}", err=True)
-        sys.exit(exc.exit_status)
+        print(f"smserve: {exc}", file=sys.stderr)
+        return exc.exit_status
     logs.configure(settings)
-    if ctx.args:
+    if extra:
         import logging
 
-        logging.getLogger("smserve.cli").warning("ignoring extra arguments after 'serve': %s", " ".join(ctx.args))
-    sys.exit(run_server(settings))
+        logging.getLogger("smserve.cli").warning("ignoring extra arguments after 'serve': %s", " ".join(extra))
+    return run_server(settings)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`smserve`: `serve` goes straight to the server; every other command through click."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["serve"]:
+        sys.exit(serve_command(args[1:]))
+    from .commands import group
+
+    group(args, prog_name="smserve")
 
 
 def serve_entry() -> None:
     """The `serve` executable: same as `smserve serve`."""
-    main(["serve", *sys.argv[1:]])
+    sys.exit(serve_command(sys.argv[1:]))
+

@@ -1,12 +1,25 @@
-"""Install code/requirements.txt into a writable prefix before any worker loads (spec core §6)."""
+"""Install code/requirements.txt before any worker starts, without touching the image (spec core §6,
+docs/security.md "Requirements isolation").
+
+pip runs inside an overlay: a virtual environment in the server's writable run directory whose interpreter
+also sees the image's site-packages (one `site.addsitedir` line in a .pth file). pip therefore skips what the
+image already satisfies, installs what the user asks for into the overlay, and never uninstalls the image's copy
+of a package the user pins differently: pip does not uninstall outside the environment it runs in. That works as
+non-root and with a read-only root filesystem, and the image stays as built. Workers put the overlay first on
+sys.path before their first import of a third-party module, so the user's versions win there (numpy included);
+the supervisor imports nothing a requirement could replace (tests/contract/test_core_requirements.py).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import site
 import subprocess
 import sys
 import sysconfig
+import venv
 from collections import deque
 from pathlib import Path
 
@@ -17,9 +30,38 @@ log = logging.getLogger("smserve.requirements")
 SECRET = re.compile(r"(https?://)([^/@\s]+)@")
 
 
+IMAGE_SITE_PTH = "_smserve_image_site.pth"
+
+
 def site_dir(prefix: Path) -> Path:
-    """Where `pip install --prefix` puts modules for this interpreter."""
+    """The overlay's site-packages, where the user's requirements go."""
     return Path(sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)}))
+
+
+def overlay_python(prefix: Path) -> Path:
+    return prefix / "bin" / "python"
+
+
+def create_overlay(prefix: Path) -> None:
+    """A virtual environment at `prefix` (no pip of its own) that also sees the image's packages, after its own."""
+    venv.EnvBuilder(with_pip=False, symlinks=True, clear=True).create(prefix)
+    candidates = [*sys.path, *site.getsitepackages()]  # sys.path first: it has the system site of a venv with one
+    image_sites = list(dict.fromkeys(
+        path for path in candidates if path.endswith(("site-packages", "dist-packages")) and os.path.isdir(path)
+        and not Path(path).resolve().is_relative_to(prefix.resolve())))
+    site_dir(prefix).mkdir(parents=True, exist_ok=True)
+    (site_dir(prefix) / IMAGE_SITE_PTH).write_text(
+        f"import site; list(map(site.addsitedir, {image_sites!r}))\n")
+
+
+def activate(site_dirs: tuple[str, ...]) -> None:
+    """Put the overlay first on sys.path, with what its .pth files add (a worker calls this right after the
+    fork, before it imports uvicorn, numpy or the framework)."""
+    for directory in reversed(site_dirs):
+        before = list(sys.path)
+        site.addsitedir(directory)  # appends the directory and its .pth entries
+        added = [path for path in sys.path if path not in before]
+        sys.path[:] = added + before
 
 
 def mask(text: str) -> str:
@@ -71,9 +113,9 @@ def codeartifact_index(arn: str, region: str | None) -> PrivateIndex:
 
 def install(requirements: Path, prefix: Path, settings: Settings, constraints: tuple[str, ...] = (),
             constraint_reason: str = "") -> None:
-    prefix.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
-               "--no-warn-script-location", "--prefix", str(prefix), "-r", str(requirements)]
+    create_overlay(prefix)
+    command = [str(overlay_python(prefix)), "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
+               "--no-warn-script-location", "-r", str(requirements)]
     if constraints:
         constraint_file = prefix / "smserve-constraints.txt"
         constraint_file.write_text("\n".join(constraints) + "\n")
@@ -98,4 +140,18 @@ def install(requirements: Path, prefix: Path, settings: Settings, constraints: t
         raise RequirementsError(f"installing {requirements} failed (pip exit status {status}){hint}; "
                                 f"fix code/requirements.txt or set SMSERVE_SKIP_REQUIREMENTS=true when "
                                 f"dependencies are baked into the image")
+    refuse_unloadable_libraries(prefix)
     log.info("installed %s into %s", requirements, site_dir(prefix))
+
+
+def refuse_unloadable_libraries(prefix: Path) -> None:
+    """Compiled modules on a filesystem mounted noexec (docker's `--tmpfs /tmp` is) cannot be loaded: the worker
+    would fail with "failed to map segment from shared object". Say so at install time, with the fix."""
+    if not os.statvfs(prefix).f_flag & os.ST_NOEXEC:
+        return
+    compiled = next((path for path in site_dir(prefix).rglob("*.so*") if path.is_file()), None)
+    if compiled is not None:
+        raise RequirementsError(
+            f"code/requirements.txt installed compiled modules ({compiled.name} among them) into {prefix}, on a "
+            f"filesystem mounted noexec, where they cannot be loaded; mount it with exec (docker run --tmpfs "
+            f"/tmp:exec) or point TMPDIR at a writable directory that allows it")

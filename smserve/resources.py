@@ -109,6 +109,19 @@ class WorkerPlan:
     derivation: str
 
 
+def worker_environment(plan: WorkerPlan, slot: int, settings: Settings,
+                       family_thread_env: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """What a worker exports before its first import of a numeric library: BLAS and OpenMP read their thread
+    counts once, when they load, and CUDA its visible devices when it initialises."""
+    from .config import THREAD_VARS
+
+    env = {name: str(plan.threads) for name in THREAD_VARS if name not in settings.user_thread_vars}
+    env.update((name, value) for name, value in family_thread_env if name not in os.environ)
+    if plan.gpus and slot < len(plan.gpu_sets):
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in plan.gpu_sets[slot])
+    return env
+
+
 def gpu_sets(workers: int, gpus: list[int], pinning: bool) -> tuple[tuple[int, ...], ...]:
     """W >= G: worker i sees GPU i mod G; W < G: contiguous groups, one per worker."""
     if not gpus:

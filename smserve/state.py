@@ -1,24 +1,40 @@
-"""Readiness and worker states shared between the supervisor and its workers through anonymous shared memory.
+"""What the supervisor hands its workers: the spec of a worker, and readiness and worker states shared through
+anonymous shared memory.
 
 Each worker answers /ping from this table, so health never waits on a busy worker or on an IPC round trip.
+Standard library only: the supervisor imports this before requirements are installed.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import socket
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .families.base import Family
+    from .layout import Layout
+    from .resources import WorkerPlan
 
 BOOTING, LOADING, SERVING, DRAINING = 0, 1, 2, 3
 STARTING, READY, BUSY, RESTARTING, FAILED, STOPPED = 0, 1, 2, 3, 4, 5
 STATE_NAMES = {STARTING: "starting", READY: "ready", BUSY: "busy", RESTARTING: "restarting"}
 _GLOBAL = 2  # phase, worker count
 _SLOT = 3  # state, busy_since, pid
+EXIT_LOAD_FAILED = 4  # a worker's exit status for "the model could not be loaded", not a crash
 
 
 class SharedState:
+    """`workers` serving slots, plus one slot (index `workers`) for the stand-in that answers while requirements
+    are installed; the stand-in never counts towards readiness."""
+
     def __init__(self, workers: int):
         self.workers = workers
-        self._values = multiprocessing.RawArray("d", _GLOBAL + _SLOT * workers)
+        self.standin_slot = workers
+        self._values = multiprocessing.RawArray("d", _GLOBAL + _SLOT * (workers + 1))
         self._values[1] = workers
 
     # ---- phase (supervisor writes, workers read)
@@ -66,6 +82,17 @@ class SharedState:
             if name:
                 out[name] += 1
         return out
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    settings: "Settings"
+    family: "Family"
+    layout: "Layout"
+    plan: "WorkerPlan"
+    state: SharedState
+    sock: socket.socket
+    site_dirs: tuple[str, ...]  # the requirements overlay, first on sys.path
 
 
 def now() -> float:

@@ -1,7 +1,9 @@
 """The supervisor: boot sequence, worker processes, restarts, hung-worker recycling and drain (spec core §1, §15–§17).
 
-It never imports user code or a framework, so forking workers stays safe (no CUDA context, no
-framework threads in the parent).
+It never imports user code or a framework, so forking workers stays safe (no CUDA context, no framework
+threads in the parent). Until code/requirements.txt is installed it imports nothing but the standard library and
+smserve's own light modules; then it puts the requirements overlay first on its sys.path, so that what it and
+every worker forked from it import later is the user's version where the user pinned one (requirements.py).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from .config import Settings
 from .errors import StartupError
 from .families import resolve_family
 from .listen import bind
-from .resources import plan_workers
-from .state import DRAINING, LOADING, READY, RESTARTING, SERVING, STARTING, SharedState
-from .worker import EXIT_LOAD_FAILED, WorkerSpec
+from .resources import plan_workers, worker_environment
+from .state import (DRAINING, EXIT_LOAD_FAILED, LOADING, READY, RESTARTING, SERVING, STARTING, SharedState,
+                    WorkerSpec)
 
 log = logging.getLogger("smserve.supervisor")
 POLL = 0.05
@@ -44,6 +46,8 @@ class Supervisor:
         self.started = time.monotonic()
         self.stop_signal: int | None = None
         self.pids: dict[int, int] = {}  # pid -> slot
+        self.standin_pid: int | None = None  # answers while requirements are installed
+        self.stopping = False  # workers exit because the supervisor stops them
         self.restart_at: dict[int, float] = {}  # slot -> monotonic time of the next start
         self.failures: dict[int, int] = {}  # slot -> consecutive crashes
         self.killed_hung: dict[int, float] = {}  # pid of a hung worker being recycled -> when to SIGKILL it
@@ -74,11 +78,9 @@ class Supervisor:
         if s.multi_model:
             raise StartupError("SAGEMAKER_MULTI_MODEL=true: multi-model endpoints are not available in this "
                                "smserve release yet; unset it to serve the model in /opt/ml/model")
-        from . import metrics as metrics_mod
+        from . import metrics as metrics_mod  # light: prometheus_client is imported when metrics are created
 
         metrics_mod.prepare(self.run_dir / "metrics")
-        if s.metrics:
-            self.metrics = metrics_mod.Metrics()
         self.sock = bind(s.port, s.host)
         log.info("listening on port %d; /ping answers 503 until the model is loaded", s.port)
 
@@ -91,26 +93,34 @@ class Supervisor:
         self._summary(layout, plan)
 
         self.state = SharedState(plan.workers)
+        install = layout.requirements is not None and not s.skip_requirements
         prefix = self.run_dir / "requirements"
-        site = str(requirements.site_dir(prefix))
+        site_dirs = (str(requirements.site_dir(prefix)),) if install else ()
         prepend, append = layout.import_paths()
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            [*prepend, site, *append, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
-        self.spec = WorkerSpec(s, self.family, layout, plan, self.state, self.sock, (site,))
-        for slot in range(plan.workers):
-            self._spawn(slot)
+        os.environ["PYTHONPATH"] = os.pathsep.join(  # for the user's subprocesses
+            [*prepend, *site_dirs, *append, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
+        self.spec = WorkerSpec(s, self.family, layout, plan, self.state, self.sock, site_dirs)
 
         if layout.requirements and s.skip_requirements:
             log.info("SMSERVE_SKIP_REQUIREMENTS=true: not installing %s", layout.requirements)
-        elif layout.requirements:
+        if install:
+            self._spawn(self.state.standin_slot, standin=True)
             requirements.install(layout.requirements, prefix, s, self.family.requirement_constraints,
                                  self.family.constraint_reason)
+            requirements.activate(site_dirs)
+            os.environ["PATH"] = os.pathsep.join([str(prefix / "bin"), os.environ.get("PATH", "")])
+        if s.metrics:
+            self.metrics = metrics_mod.Metrics()
+        if self.stop_signal is None:
+            for slot in range(plan.workers):
+                self._spawn(slot)
         if self.stop_signal is not None:
             return self._drain()
         self.state.phase = LOADING
         status = self._wait_ready()
         if status is not None:
             return status
+        self._retire_standin()
         self.state.phase = SERVING
         log.info("ready: %d workers serving on port %d after %.2f s", plan.workers, s.port,
                  time.monotonic() - self.started)
@@ -145,22 +155,40 @@ class Supervisor:
         log.info("%s", "\n".join(lines))
 
     # ------------------------------------------------------------ workers
-    def _spawn(self, slot: int) -> None:
-        from . import worker
-
+    def _spawn(self, slot: int, standin: bool = False) -> None:
+        """Fork a worker. Its environment is set before it imports anything that reads it. It accepts at once
+        during the first boot, unless the stand-in answers meanwhile."""
+        accept_at_once = standin or (self.state.phase != SERVING and self.standin_pid is None)
         self.state.set_worker_state(slot, STARTING)
         pid = os.fork()
         if pid == 0:  # child
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                worker.run(self.spec, slot)
+                os.environ.update(worker_environment(self.spec.plan, slot, self.settings, self.family.thread_env))
+                from . import worker
+
+                worker.run(self.spec, slot, accept_at_once, standin)
             except BaseException:  # noqa: BLE001
                 logging.getLogger("smserve.worker").exception("worker %d failed", slot)
             finally:
                 os._exit(1)
         self.pids[pid] = slot
         self.state.set_pid(slot, pid)
+        if standin:
+            self.standin_pid = pid
+
+    def _retire_standin(self) -> None:
+        """Every worker is ready: the stand-in stops accepting, answers what it holds and exits."""
+        if self.standin_pid is None:
+            return
+        _signal(self.standin_pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.graceful_timeout + 1.0
+        while self.standin_pid is not None and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.01)
+        if self.standin_pid is not None:
+            _signal(self.standin_pid, signal.SIGKILL)
 
     def _reap(self) -> list[tuple[int, int, int]]:
         """(slot, exit status or -signal, pid) for every worker that exited."""
@@ -180,6 +208,11 @@ class Supervisor:
                 from .metrics import Metrics
 
                 Metrics.process_exited(pid)
+            if pid == self.standin_pid:
+                self.standin_pid = None
+                if not self.stopping and code != 0:
+                    log.warning("the stand-in that answers while requirements install exited with status %s", code)
+                continue
             exited.append((slot, code, pid))
         return exited
 
@@ -263,6 +296,7 @@ class Supervisor:
     def _drain(self) -> int:
         log.info("received %s: draining in-flight requests (up to %g s)",
                  signal.Signals(self.stop_signal).name if self.stop_signal else "stop", self.settings.graceful_timeout)
+        self.stopping = True
         state = getattr(self, "state", None)
         if state is not None:
             state.phase = DRAINING
@@ -283,6 +317,7 @@ class Supervisor:
         return 0
 
     def _stop_workers(self) -> None:
+        self.stopping = True
         for pid in list(self.pids):
             _signal(pid, signal.SIGKILL)
         end = time.monotonic() + 5

@@ -1,7 +1,9 @@
-"""One worker process: serves HTTP on the shared socket at once, loads the model when the supervisor says so.
+"""One worker process: serves HTTP on the shared socket, loads the model on a thread.
 
-The worker answers /ping 503 while it waits for requirements and loads the model on a thread, so the
-platform sees a live endpoint from the first second (spec core §1.2 steps 2 and 6).
+A worker of the first boot accepts at once and answers /ping 503 while its model loads, so the platform sees a
+live endpoint from the first second (spec core §1.2 steps 2 and 6). While code/requirements.txt is installed a
+stand-in worker, which never loads a model, answers in its place: the serving workers start only after the
+install, from a supervisor that has imported nothing the install could replace.
 """
 
 from __future__ import annotations
@@ -18,53 +20,37 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 
 import uvicorn
 
 from . import listen, logs
-from .config import THREAD_VARS, Settings
+from .config import Settings
 from .context import WorkerInfo
-from .families.base import Family
-from .layout import Layout
 from .protocol import Guard
-from .resources import WorkerPlan
 from .server import App, build_info
-from .state import DRAINING, FAILED, LOADING, READY, SERVING, STARTING, SharedState
+from .state import DRAINING, EXIT_LOAD_FAILED, FAILED, LOADING, READY, STARTING, WorkerSpec
 
 log = logging.getLogger("smserve.worker")
-
-EXIT_LOAD_FAILED = 4  # the supervisor treats this as "model could not be loaded", not as a crash
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    settings: Settings
-    family: Family
-    layout: Layout
-    plan: WorkerPlan
-    state: SharedState
-    sock: socket.socket
-    site_dirs: tuple[str, ...]
 
 
 class WorkerServer(uvicorn.Server):
     """uvicorn server that accepts only what it can serve and drains before it stops.
 
-    A worker of the first boot accepts on the supervisor's shared socket from the start (so /ping answers 503
-    while models load); a worker that replaces one that died while the others serve accepts nothing until its
-    model is loaded (it would answer NotReady to traffic the platform sends because /ping says 200). Each adds
-    its own SO_REUSEPORT listener when its model is loaded. On SIGTERM: 503 on open connections until in-flight
-    requests finish."""
+    With `accept_at_once` (a worker of the first boot, or the stand-in) it accepts on the supervisor's shared
+    socket from the start, so /ping answers 503 while models load. Otherwise (a worker that replaces one that
+    died while the others serve, or one that starts while the stand-in answers) it accepts nothing until its
+    model is loaded: it would answer NotReady to traffic that others could serve. A worker adds its own
+    SO_REUSEPORT listener when its model is loaded. On SIGTERM: 503 on open connections until in-flight requests
+    finish."""
 
     def __init__(self, config: uvicorn.Config, app: App, graceful: float, guard: Guard, shared: socket.socket,
-                 replacement: bool):
+                 accept_at_once: bool):
         super().__init__(config)
         self.app = app
         self.graceful = graceful
         self.guard = guard
         self.shared = shared
-        self.replacement = replacement
+        self.accept_at_once = accept_at_once
         self._drain_started = False
 
     def handle_exit(self, sig, frame) -> None:
@@ -94,7 +80,7 @@ class WorkerServer(uvicorn.Server):
         self.app.access_log.bind(self._loop)
         if self.app.metrics is not None:
             self.app.metrics.bind(self._loop)
-        await super().startup(sockets=[] if self.replacement else [self.shared])
+        await super().startup(sockets=[self.shared] if self.accept_at_once else [])
         self._sweep = self._loop.create_task(self.guard.sweep(self.server_state.connections))
         self._listening = self._loop.create_task(self._accept_when_ready())
 
@@ -103,7 +89,7 @@ class WorkerServer(uvicorn.Server):
             await asyncio.sleep(0.02)
         if self._drain_started:
             return
-        sockets = [self.shared] if self.replacement else []
+        sockets = [] if self.accept_at_once else [self.shared]
         try:
             sockets.append(listen.worker_listener(self.shared))
         except OSError as exc:
@@ -128,22 +114,14 @@ def uvicorn_config(settings: Settings, app: App, guard: Guard) -> uvicorn.Config
                           timeout_graceful_shutdown=math.ceil(settings.graceful_timeout))
 
 
-def run(spec: WorkerSpec, slot: int) -> None:
-    """Entry point of a forked worker; never returns."""
+def run(spec: WorkerSpec, slot: int, accept_at_once: bool, standin: bool = False) -> None:
+    """Entry point of a forked worker, its environment already set (resources.worker_environment); never
+    returns. A stand-in serves without ever loading a model."""
     settings, plan = spec.settings, spec.plan
-    logs.configure(settings, f"worker-{slot}")
+    logs.configure(settings, "standin" if standin else f"worker-{slot}")
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     spec.state.set_worker_state(slot, STARTING)
     spec.state.set_pid(slot, os.getpid())
-
-    gpus = plan.gpu_sets[slot]
-    if plan.gpus:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
-    for name in THREAD_VARS:
-        if name not in settings.user_thread_vars:
-            os.environ[name] = str(plan.threads)
-    for name, value in spec.family.thread_env:
-        os.environ.setdefault(name, value)
     os.chdir(spec.layout.model_dir)
 
     from . import codecs
@@ -155,15 +133,15 @@ def run(spec: WorkerSpec, slot: int) -> None:
     access_log = logs.AccessLog(settings)
     app = App(settings, spec.state, slot, access_log, metrics,
               build_info(settings, spec.family.framework_version()))
-    worker_info = WorkerInfo(model_dir=str(spec.layout.model_dir), gpu_id=0 if gpus else None,
-                             physical_gpu_id=gpus[0] if gpus else None)
-
-    loader = threading.Thread(target=_load, args=(spec, slot, app, worker_info, metrics), name="model-loader",
-                              daemon=True)
-    loader.start()
+    if not standin:
+        gpus = plan.gpu_sets[slot]
+        worker_info = WorkerInfo(model_dir=str(spec.layout.model_dir), gpu_id=0 if gpus else None,
+                                 physical_gpu_id=gpus[0] if gpus else None)
+        threading.Thread(target=_load, args=(spec, slot, app, worker_info, metrics), name="model-loader",
+                         daemon=True).start()
     guard = Guard(settings, app)
     server = WorkerServer(uvicorn_config(settings, app, guard), app, settings.graceful_timeout, guard, spec.sock,
-                          replacement=spec.state.phase == SERVING)
+                          accept_at_once)
     server.run()
     access_log.flush()
     if metrics is not None:
@@ -180,7 +158,7 @@ def _load(spec: WorkerSpec, slot: int, app: App, worker_info: WorkerInfo, metric
     started = time.monotonic()
     try:
         prepend, append = spec.layout.import_paths()
-        sys.path[:0] = [*prepend, *spec.site_dirs]
+        sys.path[:0] = prepend  # the requirements overlay is first already (requirements.activate)
         sys.path.extend(append)
         importlib.invalidate_caches()
         spec.family.configure_threads(spec.plan.threads)

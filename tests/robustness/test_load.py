@@ -89,12 +89,15 @@ def test_sigterm_under_load_answers_every_request_sent_before_it(pid_echo):
 
 def test_a_worker_killed_under_load_fails_only_its_in_flight_requests(pid_echo):
     victim = pid_echo.worker_pids()[0]
-    pings: list[int] = []
+    pings: list[int | str] = []
     stop = threading.Event()
 
     def ping() -> None:
         while not stop.is_set():
-            pings.append(requests.get(pid_echo.url + "/ping", timeout=5).status_code)
+            try:
+                pings.append(requests.get(pid_echo.url + "/ping", timeout=5).status_code)
+            except requests.ConnectionError as exc:  # a ping in flight on the victim when it was killed
+                pings.append(type(exc).__name__)
             time.sleep(0.05)
 
     pinger = threading.Thread(target=ping, daemon=True)
@@ -116,7 +119,9 @@ def test_a_worker_killed_under_load_fails_only_its_in_flight_requests(pid_echo):
     failed = [outcome for _, outcome, _ in load.records if outcome != 200]
     assert len(failed) <= 8, failed  # at most the one request in flight on each connection the victim held
     assert all(outcome != 503 for outcome in failed), failed
-    assert set(pings) == {200}, pings
+    # /ping stays 200: a ping the victim was answering when it was killed is one of its in-flight requests
+    assert len(pings) > 10 and pings.count(200) >= len(pings) - 1, [p for p in pings if p != 200]
+    assert all(p in (200, "ConnectionError") for p in pings), [p for p in pings if p != 200]
     assert replacement_seen is not None and replacement_seen < 5, replacement_seen
 
 
