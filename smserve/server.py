@@ -24,6 +24,7 @@ from .executor import JobExpired, PredictThreads
 from .logs import AccessLog, printable
 from .negotiation import effective_accept
 from .pipeline import HookFailure
+from .runtime_api import ENDPOINT_ROUTE, runtime_send
 from .state import BUSY, DRAINING, READY, SharedState, now
 
 log = logging.getLogger("smserve.server")
@@ -50,6 +51,8 @@ def route_label(path: str) -> str:
         return "/models/{name}/invoke"
     if path.startswith("/predictions/"):
         return "/predictions/{name}"
+    if path.startswith("/endpoints/") and path.endswith("/invocations"):
+        return ENDPOINT_ROUTE
     return UNMATCHED_ROUTE
 
 
@@ -93,8 +96,10 @@ class App:
         route = route_label(path)
         status, sent_bytes, received, model = 500, 0, 0, SINGLE_MODEL
         try:
-            if path == "/invocations" or path.startswith("/models/") or path.startswith("/predictions/"):
+            if path == "/invocations" or path.startswith(("/models/", "/predictions/", "/endpoints/")):
                 route, model = self._route_invocation(path, method, scope.get("query_string", b""))
+                if route == ENDPOINT_ROUTE:
+                    send = runtime_send(send, request_id)
                 status, sent_bytes, received = await self._invoke(route, headers, receive, send, request_id, echo,
                                                                   started)
             elif path == "/metrics" and method == "GET" and self.settings.metrics:
@@ -141,6 +146,8 @@ class App:
             name, route = parts[1], "/models/{name}/invoke"
         elif parts[0] == "predictions" and self.predictions_alias and len(parts) in (2, 3):
             name, route = parts[1], "/predictions/{name}"
+        elif parts[0] == "endpoints" and len(parts) == 3 and parts[2] == "invocations":
+            name, route = SINGLE_MODEL, ENDPOINT_ROUTE  # any endpoint name: the container is the endpoint
         else:
             raise RouteNotFound(f"no route for {method} {path}")
         if method != "POST":
