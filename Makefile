@@ -55,6 +55,18 @@ images-list:
 	@$(HOSTPY) scripts/build_image.py --list
 
 # ---------------------------------------------------------------------------
+# Push an image to Amazon ECR (`smserve push`, README "From model to endpoint"): creates the
+# repository when missing, logs Docker in with an ECR token, tags, pushes, prints the image URI.
+#   make push REGISTRY=<account>.dkr.ecr.<region>.amazonaws.com [FAMILY=pytorch VARIANT=cpu] [REGION=...]
+# ---------------------------------------------------------------------------
+PUSH_IMAGE ?= $(shell $(HOSTPY) scripts/build_image.py --family $(FAMILY) --variant $(VARIANT) --print-tag)
+.PHONY: push
+push:
+	@test -n "$(REGISTRY)" || { echo "make push: set REGISTRY=<account>.dkr.ecr.<region>.amazonaws.com" >&2; exit 2; }
+	$(MAKE) -s .venv/$(FAMILY)/.installed
+	.venv/$(FAMILY)/bin/smserve push $(PUSH_IMAGE) --registry $(REGISTRY) $(if $(REGION),--region $(REGION))
+
+# ---------------------------------------------------------------------------
 # Demo: engine + base + PyTorch cpu image, pytorch/example packed as model.tar.gz
 # and served by the container, JSON and NPY invocations, timings (README "Images").
 # ---------------------------------------------------------------------------

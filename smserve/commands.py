@@ -4,12 +4,19 @@ without click."""
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
 
 from . import __version__
+from .archive import ArchiveError
 from .cli import ENVIRONMENT_HELP, SERVE_HELP, serve_command
+from .errors import ConfigError
+
+
+source_argument = click.argument("source", type=click.Path(path_type=Path))
+family_option = click.option("--family", help="Framework family (default $SMSERVE_FAMILY, else the only installed one).")
 
 
 @click.group(help="SageMaker-compatible inference server.\n\n\b" + ENVIRONMENT_HELP)
@@ -36,7 +43,7 @@ def serve(ctx: click.Context) -> None:
 @click.option("--program", default="inference.py", show_default=True,
               help="The user module's file name (SAGEMAKER_PROGRAM).")
 def package(src: Path, out: Path, program: str) -> None:
-    from .archive import ArchiveError, package as build
+    from .archive import package as build
 
     try:
         result = build(src, out, program)
@@ -50,8 +57,8 @@ def package(src: Path, out: Path, program: str) -> None:
 @group.command(help="Check a model archive or folder before deploying it: layout, requirements, the user module "
                     "and its hook signatures in the family's environment (or in IMAGE), and with --invoke one real "
                     "prediction. One line per finding; exit status 1 when any is an error.")
-@click.argument("source", type=click.Path(path_type=Path))
-@click.option("--family", help="Framework family (default $SMSERVE_FAMILY, else the only installed one).")
+@source_argument
+@family_option
 @click.option("--image", help="Run the checks inside this family image instead of this environment.")
 @click.option("--program", default="inference.py", show_default=True, help="SAGEMAKER_PROGRAM.")
 @click.option("--invoke", "invoke_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -62,14 +69,12 @@ def package(src: Path, out: Path, program: str) -> None:
 def check(source: Path, family: str | None, image: str | None, program: str, invoke_file: Path | None,
           content_type: str | None, accept: str | None, timeout: float) -> None:
     from .check import ERROR, run_check
-    from .config import load_settings
-    from .errors import ConfigError
     from .families import resolve_family
 
     if invoke_file is not None and not content_type:
         raise click.UsageError("--invoke needs --content-type")
     try:
-        chosen = resolve_family(load_settings(family=family).family)
+        chosen = resolve_family(_family_name(family))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     findings = run_check(source, chosen, program, image, invoke_file, content_type, accept, timeout)
@@ -79,3 +84,79 @@ def check(source: Path, family: str | None, image: str | None, program: str, inv
     click.echo(f"{len(findings)} findings, {errors} errors")
     if errors:
         sys.exit(1)
+
+
+@group.command(help="Serve a model archive (or folder) locally the way SageMaker runs it: the family image, the "
+                    "archive at /opt/ml/model, the instance type's CPUs and memory, non-root, read-only root "
+                    "filesystem. Prints the URL (boto3: endpoint_url=URL); Ctrl-C stops and removes it.")
+@source_argument
+@family_option
+@click.option("--image", help="Image to run (default: the newest local smserve-<family> cpu image).")
+@click.option("--instance-type", default="ml.m5.large", show_default=True, help="CPU and memory limits.")
+@click.option("--port", type=int, default=8080, show_default=True, help="Port on 127.0.0.1 and all interfaces.")
+@click.option("--env", "-e", "env", multiple=True, metavar="NAME=VALUE", help="Container environment variable.")
+@click.option("--detach", is_flag=True, help="Return once ready and leave the container running.")
+@click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait for /ping 200.")
+def local(source: Path, family: str | None, image: str | None, instance_type: str, port: int, env: tuple[str, ...],
+          detach: bool, timeout: float) -> None:
+    from . import local as local_mod
+
+    variables = {}
+    for item in env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.UsageError(f"--env {item!r}: use NAME=VALUE")
+        variables[name] = value
+    chosen = family or (image.split("/")[-1].split(":")[0].removeprefix("smserve-") if image else None)
+    try:
+        if chosen is None:
+            chosen = _family_name(None)
+        endpoint = local_mod.start(source, image, chosen, instance_type, port, variables, timeout)
+    except (local_mod.LocalError, ArchiveError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for note in endpoint.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"ready: {endpoint.url}  ({endpoint.container.name}, {endpoint.cpus:g} CPUs, "
+               f"{endpoint.memory_bytes // 2**30} GiB, {instance_type})")
+    click.echo(f"  curl {endpoint.url}/invocations -H 'Content-Type: application/json' -d '[[...]]'")
+    click.echo(f"  boto3.client('sagemaker-runtime', endpoint_url='{endpoint.url}').invoke_endpoint("
+               f"EndpointName='local', Body=..., ContentType=...)")
+    if detach:
+        extracted = f"; rm -r {endpoint.workdir}" if endpoint.workdir else ""
+        click.echo(f"stop it with: docker rm -f {endpoint.container.name}{extracted}")
+        return
+    try:
+        for chunk in endpoint.container.logs(stream=True, follow=True, since=int(time.time())):
+            click.echo(chunk.decode("utf-8", "replace"), nl=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        click.echo("stopping")
+        endpoint.stop()
+
+
+def _family_name(family: str | None) -> str:
+    from .config import load_settings
+
+    return load_settings(family=family).family
+
+
+@group.command(help="Push an image to Amazon ECR: create the repository when missing, log the Docker engine in "
+                    "with an ECR token, tag, push, and print the image URI to give SageMaker. AWS credentials "
+                    "and AWS_REGION as usual; AWS_ENDPOINT_URL_ECR for a non-AWS ECR endpoint.")
+@click.argument("image")
+@click.option("--registry", required=True, help="<account>.dkr.ecr.<region>.amazonaws.com")
+@click.option("--repository", help="Repository name (default: the image's name, e.g. smserve-pytorch).")
+@click.option("--tag", help="Tag in the repository (default: the image's tag).")
+@click.option("--region", help="Region of the ECR API (default: from the registry host).")
+def push(image: str, registry: str, repository: str | None, tag: str | None, region: str | None) -> None:
+    from .push import PushError, push as push_image
+
+    try:
+        pushed = push_image(image, registry, repository, tag, region)
+    except PushError as exc:
+        raise click.ClickException(str(exc)) from None
+    if pushed.created_repository:
+        click.echo(f"created repository {pushed.uri.rsplit(':', 1)[0]}")
+    click.echo(f"pushed  {pushed.uri}" + (f" ({pushed.digest})" if pushed.digest else ""))
+    click.echo(f"image URI for SageMaker: {pushed.uri}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from . import __version__
 
@@ -34,6 +34,7 @@ class InferenceResult:
     content_type: str
     status: int = 200
     headers: list[tuple[str, str]] = field(default_factory=list)
+    chunks: Iterator[bytes] | None = None  # a streamed answer: body is empty, each next() runs the user's generator
 
 
 @dataclass(frozen=True)

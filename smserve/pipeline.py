@@ -5,7 +5,7 @@ and Neo framework-style families (spec core §7). A family only supplies its def
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from . import codecs
 from .context import Context, InferenceRequest, InferenceResult, WorkerInfo, response_headers, sendable_header_value
@@ -142,7 +142,11 @@ class ScriptHandler:
         content_type = None
         if isinstance(result, tuple) and len(result) == 2:
             result, content_type = result
-        body = self._body(result)
+        chunks = None
+        if isinstance(result, Iterator) and not isinstance(result, (bytes, str)):
+            chunks, body = self._chunks(result), b""  # streamed: the server runs each next() on a predict thread
+        else:
+            body = self._body(result)
         if context.response_content_type:
             content_type = context.response_content_type
         if content_type is None:
@@ -152,7 +156,19 @@ class ScriptHandler:
                               f"characters or characters outside latin-1); return a plain media type")
         status = context.response_status[0] if context.response_status else 200
         headers = response_headers(context, self.warn) if context.response_headers else []
-        return InferenceResult(body, str(content_type), status, headers)
+        return InferenceResult(body, str(content_type), status, headers, chunks)
+
+    def _chunks(self, items: Iterator[Any]) -> Iterator[bytes]:
+        """A hook's generator as response chunks: each item encoded like a whole answer (bytes, str, JSON);
+        a failure inside the generator is the output stage's."""
+        while True:
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            except Exception as exc:  # the user's generator failed mid-stream
+                raise HookFailure(exc, STAGE_OUTPUT) from exc
+            yield self._body(item)
 
     def _body(self, value: Any) -> bytes:
         if isinstance(value, bytes):

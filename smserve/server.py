@@ -24,7 +24,7 @@ from .executor import JobExpired, PredictThreads
 from .logs import AccessLog, printable
 from .negotiation import effective_accept
 from .pipeline import HookFailure
-from .runtime_api import ENDPOINT_ROUTE, runtime_send
+from .runtime_api import ENDPOINT_ROUTE, ENDPOINT_STREAM_ROUTE, RuntimeResponse, stream_request_headers
 from .state import BUSY, DRAINING, READY, SharedState, now
 
 log = logging.getLogger("smserve.server")
@@ -51,8 +51,11 @@ def route_label(path: str) -> str:
         return "/models/{name}/invoke"
     if path.startswith("/predictions/"):
         return "/predictions/{name}"
-    if path.startswith("/endpoints/") and path.endswith("/invocations"):
-        return ENDPOINT_ROUTE
+    if path.startswith("/endpoints/"):
+        if path.endswith("/invocations"):
+            return ENDPOINT_ROUTE
+        if path.endswith("/invocations-response-stream"):
+            return ENDPOINT_STREAM_ROUTE
     return UNMATCHED_ROUTE
 
 
@@ -98,8 +101,11 @@ class App:
         try:
             if path == "/invocations" or path.startswith(("/models/", "/predictions/", "/endpoints/")):
                 route, model = self._route_invocation(path, method, scope.get("query_string", b""))
-                if route == ENDPOINT_ROUTE:
-                    send = runtime_send(send, request_id)
+                if route in (ENDPOINT_ROUTE, ENDPOINT_STREAM_ROUTE):
+                    stream = route == ENDPOINT_STREAM_ROUTE
+                    send = RuntimeResponse(send, request_id, stream)
+                    if stream:
+                        headers = stream_request_headers(headers)
                 status, sent_bytes, received = await self._invoke(route, headers, receive, send, request_id, echo,
                                                                   started)
             elif path == "/metrics" and method == "GET" and self.settings.metrics:
@@ -111,10 +117,16 @@ class App:
         except ServingError as exc:
             received = exc.request_bytes
             status, sent_bytes = await self._send_error(send, exc, request_id, echo)
+        except StreamBroken as exc:
+            broken, status, sent_bytes, received = exc, exc.status, exc.sent, exc.received
+        else:
+            broken = None
         elapsed = time.perf_counter() - started
         if self.metrics is not None:
             self.metrics.observe_request(route, method, status, model, elapsed, received, sent_bytes)
         self.access_log.record(method, path, status, elapsed * 1000, received, sent_bytes, request_id, model)
+        if broken is not None:
+            raise broken  # uvicorn closes the connection without the final chunk
 
     def record_refusal(self, status: int, sent_bytes: int, request_id: str) -> None:
         """Account for an answer the connection layer wrote itself (protocol.py: 400, 408, 431, 503)."""
@@ -146,8 +158,9 @@ class App:
             name, route = parts[1], "/models/{name}/invoke"
         elif parts[0] == "predictions" and self.predictions_alias and len(parts) in (2, 3):
             name, route = parts[1], "/predictions/{name}"
-        elif parts[0] == "endpoints" and len(parts) == 3 and parts[2] == "invocations":
-            name, route = SINGLE_MODEL, ENDPOINT_ROUTE  # any endpoint name: the container is the endpoint
+        elif parts[0] == "endpoints" and len(parts) == 3 and parts[2] in ("invocations", "invocations-response-stream"):
+            # any endpoint name: the container is the endpoint
+            name, route = SINGLE_MODEL, ENDPOINT_ROUTE if parts[2] == "invocations" else ENDPOINT_STREAM_ROUTE
         else:
             raise RouteNotFound(f"no route for {method} {path}")
         if method != "POST":
@@ -218,6 +231,13 @@ class App:
         request = InferenceRequest(body, content_type, effective_accept(accept, self.settings.default_accept),
                                    [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers], request_id)
         result = await self._run(request, started)
+        if result.chunks is not None:
+            try:
+                status, sent = await self._stream(result, send, echo, request_id)
+            except StreamBroken as exc:
+                exc.received = len(body)
+                raise
+            return status, sent, len(body)
         if self.settings.response_max_bytes and len(result.body) > self.settings.response_max_bytes:
             raise ResponseTooLarge(f"response of {len(result.body)} bytes exceeds SMSERVE_RESPONSE_MAX_BYTES="
                                    f"{self.settings.response_max_bytes}")
@@ -259,17 +279,51 @@ class App:
         return b"".join(chunks)
 
     async def _run(self, request: InferenceRequest, started: float) -> InferenceResult:
+        return await self._on_predict_thread(self.handler.invoke, request, started, "answer")
+
+    async def _on_predict_thread(self, call: Callable, argument: Any, started: float, what: str) -> Any:
         submitted = time.perf_counter()
-        job = self.predict_threads.submit(self._execute, request, submitted,
+        job = self.predict_threads.submit(self._execute, call, argument, submitted,
                                           timeout=self.timeout - (submitted - started))
         try:
             return await job.result()
         except JobExpired:
-            raise DeadlineExceeded(f"no answer within the request deadline of {self.timeout:g} s "
+            raise DeadlineExceeded(f"no {what} within the request deadline of {self.timeout:g} s "
                                    f"({self.settings.request_timeout.source}); the result will be discarded") \
                 from None
 
-    def _execute(self, request: InferenceRequest, submitted: float) -> InferenceResult:
+    async def _stream(self, result: InferenceResult, send: Callable, echo: list, request_id: str) -> tuple[int, int]:
+        """A hook's generator as a chunked response: each next() on a predict thread, each chunk within the request
+        deadline from the previous one. A failure after the first chunk cannot change the status any more: the
+        connection is cut (the client sees an incomplete response), or the runtime stream route sends its
+        error event (runtime_api)."""
+        headers = [(b"content-type", result.content_type.encode("latin-1")), *echo,
+                   *[(name.encode("latin-1"), value.encode("latin-1")) for name, value in result.headers]]
+        await send({"type": "http.response.start", "status": result.status, "headers": headers})
+        sent = 0
+        try:
+            while True:
+                chunk = await self._on_predict_thread(_next_chunk, result.chunks, time.perf_counter(), "next chunk")
+                if chunk is None:
+                    break
+                cap = self.settings.response_max_bytes
+                if cap and sent + len(chunk) > cap:
+                    raise ResponseTooLarge(f"the streamed answer exceeds SMSERVE_RESPONSE_MAX_BYTES={cap}")
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    sent += len(chunk)
+        except ServingError as exc:
+            log.error("the streamed answer failed after %d bytes: %s", sent, printable(exc.message),
+                      exc_info=exc.original if isinstance(exc, HookFailure) else None,
+                      extra={"kv": {"request_id": request_id}})
+            abort = getattr(send, "abort_stream", None)
+            if abort is None:
+                raise StreamBroken(exc.message, result.status, sent) from None
+            await abort(exc.message)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return result.status, sent
+
+    def _execute(self, call: Callable, argument: Any, submitted: float) -> Any:
         """Runs on a predict thread; marks the worker busy for the hung-worker watchdog."""
         begun = time.perf_counter()
         if self.metrics is not None:
@@ -280,7 +334,7 @@ class App:
             self.state.set_busy_since(self.slot, min(self._running.values()))
             self.state.set_worker_state(self.slot, BUSY)
         try:
-            return self.handler.invoke(request)
+            return call(argument)
         finally:
             with self._running_lock:
                 del self._running[key]
@@ -337,6 +391,25 @@ class App:
             extra.append((b"connection", b"close"))
         await _respond(send, exc.status, body, JSON_TYPE, extra)
         return exc.status, len(body)
+
+
+class StreamBroken(Exception):
+    """Raised out of the ASGI app after a streamed answer failed: uvicorn then closes the connection without the
+    final chunk, so the client sees an incomplete response instead of a complete-looking one (the failure is
+    logged once, by _stream; `quiet_stream_breaks` keeps uvicorn from logging it again)."""
+
+    def __init__(self, message: str, status: int, sent: int):
+        super().__init__(message)
+        self.status, self.sent, self.received = status, sent, 0
+
+
+def quiet_stream_breaks(record) -> bool:
+    """A logging filter for uvicorn's error logger."""
+    return not (record.exc_info and isinstance(record.exc_info[1], StreamBroken))
+
+
+def _next_chunk(chunks) -> bytes | None:
+    return next(chunks, None)
 
 
 def _request_id(headers: list) -> tuple[str, list]:

@@ -27,7 +27,7 @@ from . import listen, logs
 from .config import Settings
 from .context import WorkerInfo
 from .protocol import Guard
-from .server import App, build_info
+from .server import App, build_info, quiet_stream_breaks
 from .state import DRAINING, EXIT_LOAD_FAILED, FAILED, LOADING, READY, STARTING, WorkerSpec
 
 log = logging.getLogger("smserve.worker")
@@ -120,6 +120,7 @@ def run(spec: WorkerSpec, slot: int, accept_at_once: bool, standin: bool = False
     settings, plan = spec.settings, spec.plan
     logs.configure(settings, "standin" if standin else f"worker-{slot}")
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.error").addFilter(quiet_stream_breaks)
     spec.state.set_worker_state(slot, STARTING)
     spec.state.set_pid(slot, os.getpid())
     os.chdir(spec.layout.model_dir)

@@ -11,8 +11,9 @@ import json
 import boto3
 import numpy as np
 import pytest
+import requests
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EventStreamError
 
 from ..models import from_npy, make_dir, npy, write_code
 
@@ -28,6 +29,15 @@ def model_fn(model_dir):
 
 
 def transform_fn(model, body, content_type, accept, context):
+    if content_type == "application/json" and isinstance(json.loads(body), dict):  # {"stream": n}: a generator
+        request = json.loads(body)
+
+        def parts():
+            for i in range(request["stream"]):
+                if i == request.get("fail_at"):
+                    raise RuntimeError("the generator broke")
+                yield json.dumps({"i": i, "accept": accept}) + "\\n"
+        return parts(), "application/jsonlines"
     if content_type == "application/json":
         data = np.asarray(json.loads(body), dtype=np.float64)
     elif content_type == "text/csv":
@@ -51,10 +61,14 @@ def transform_fn(model, body, content_type, accept, context):
 
 
 @pytest.fixture(scope="module")
-def endpoint(module_servers, tmp_path_factory):
+def server(module_servers, tmp_path_factory):
     model_dir = make_dir(tmp_path_factory.mktemp("runtime-api"))
     write_code(model_dir, RUNTIME_PROBE)
-    server = module_servers(model_dir, {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    return module_servers(model_dir, {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+
+
+@pytest.fixture(scope="module")
+def endpoint(server):
     return boto3.client("sagemaker-runtime", endpoint_url=server.url, region_name="us-east-1",
                         aws_access_key_id="local", aws_secret_access_key="local",
                         config=Config(retries={"max_attempts": 1}))
@@ -110,3 +124,44 @@ def test_invoke_endpoint_client_error_keeps_the_model_status(endpoint):
     error = caught.value.response
     assert error["Error"]["Code"] == "ModelError" and error["OriginalStatusCode"] == 413
     assert error["Error"]["Message"].startswith("Received client error (413) from primary")
+
+
+def test_invoke_endpoint_with_response_stream_frames_each_chunk(endpoint):
+    answer = endpoint.invoke_endpoint_with_response_stream(
+        EndpointName="my-endpoint", Body=json.dumps({"stream": 4}), ContentType="application/json",
+        Accept="application/jsonlines")
+    assert answer["ContentType"] == "application/jsonlines"
+    assert answer["InvokedProductionVariant"] == "AllTraffic"
+    parts = [event["PayloadPart"]["Bytes"] for event in answer["Body"]]
+    assert [json.loads(part) for part in parts] == [{"i": i, "accept": "application/jsonlines"} for i in range(4)]
+
+
+def test_a_broken_response_stream_ends_with_model_stream_error(endpoint):
+    answer = endpoint.invoke_endpoint_with_response_stream(
+        EndpointName="my-endpoint", Body=json.dumps({"stream": 5, "fail_at": 2}), ContentType="application/json")
+    received = []
+    with pytest.raises(EventStreamError) as caught:
+        for event in answer["Body"]:
+            received.append(json.loads(event["PayloadPart"]["Bytes"])["i"])
+    assert received == [0, 1]
+    assert caught.value.response["Error"]["Code"] == "ModelStreamError"
+    assert "the generator broke" in caught.value.response["Error"]["Message"]
+    again = endpoint.invoke_endpoint(EndpointName="my-endpoint", Body="[1]", ContentType="application/json")
+    assert json.loads(again["Body"].read())["result"] == [2.0]
+
+
+def test_a_generator_streams_chunked_on_invocations_and_a_break_cuts_the_connection(server):
+    """Chunks leave as the generator yields them (HTTP/1.1 chunked); a failure after the first chunk cannot change
+    the status, so the connection is cut before the final chunk: the client sees an incomplete response."""
+    with requests.post(server.url + "/invocations", data=json.dumps({"stream": 3}), stream=True, timeout=30,
+                       headers={"Content-Type": "application/json"}) as response:
+        assert response.status_code == 200 and response.headers["Transfer-Encoding"] == "chunked"
+        assert "Content-Length" not in response.headers
+        lines = [json.loads(line) for line in response.iter_lines() if line]
+    assert [line["i"] for line in lines] == [0, 1, 2]
+    with requests.post(server.url + "/invocations", data=json.dumps({"stream": 5, "fail_at": 3}), stream=True,
+                       timeout=30, headers={"Content-Type": "application/json"}) as response:
+        assert response.status_code == 200
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            list(response.iter_lines())
+    assert server.post(data="[2]").json()["result"] == [4.0]
