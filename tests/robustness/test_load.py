@@ -88,16 +88,26 @@ def test_sigterm_under_load_answers_every_request_sent_before_it(pid_echo):
 
 
 def test_a_worker_killed_under_load_fails_only_its_in_flight_requests(pid_echo):
+    """Only what the victim holds fails: its in-flight requests, and fresh connections the kernel queued on its own
+    listening socket in the moment it dies (reset when the socket closes; Linux moves them to the other workers
+    only with net.ipv4.tcp_migrate_req=1). /ping stays 200 otherwise, and a replacement serves within 5 s."""
     victim = pid_echo.worker_pids()[0]
-    pings: list[int | str] = []
+    fresh: list[tuple[float, int | str]] = []  # (sent, outcome) of fresh-connection /ping and /invocations
     stop = threading.Event()
+
+    def fresh_call(method, path: str) -> requests.Response | None:
+        sent = time.monotonic()
+        try:
+            response = method(pid_echo.url + path, timeout=10)
+        except requests.ConnectionError as exc:
+            fresh.append((sent, type(exc).__name__))
+            return None
+        fresh.append((sent, response.status_code))
+        return response
 
     def ping() -> None:
         while not stop.is_set():
-            try:
-                pings.append(requests.get(pid_echo.url + "/ping", timeout=5).status_code)
-            except requests.ConnectionError as exc:  # a ping in flight on the victim when it was killed
-                pings.append(type(exc).__name__)
+            fresh_call(requests.get, "/ping")
             time.sleep(0.05)
 
     pinger = threading.Thread(target=ping, daemon=True)
@@ -109,9 +119,8 @@ def test_a_worker_killed_under_load_fails_only_its_in_flight_requests(pid_echo):
         replacement_seen = None
         known = {text for _, outcome, text in load.records if outcome == 200} | {str(victim)}
         while time.monotonic() - killed < 10 and replacement_seen is None:
-            # fresh connections (the load's keep-alive ones stay with the surviving worker)
-            answer = requests.post(pid_echo.url + "/invocations", data="x", timeout=10)
-            if answer.status_code == 200 and answer.text not in known:
+            answer = fresh_call(lambda url, timeout: requests.post(url, data="x", timeout=timeout), "/invocations")
+            if answer is not None and answer.status_code == 200 and answer.text not in known:
                 replacement_seen = time.monotonic() - killed
             time.sleep(0.05)
         stop.set()
@@ -119,9 +128,10 @@ def test_a_worker_killed_under_load_fails_only_its_in_flight_requests(pid_echo):
     failed = [outcome for _, outcome, _ in load.records if outcome != 200]
     assert len(failed) <= 8, failed  # at most the one request in flight on each connection the victim held
     assert all(outcome != 503 for outcome in failed), failed
-    # /ping stays 200: a ping the victim was answering when it was killed is one of its in-flight requests
-    assert len(pings) > 10 and pings.count(200) >= len(pings) - 1, [p for p in pings if p != 200]
-    assert all(p in (200, "ConnectionError") for p in pings), [p for p in pings if p != 200]
+    not_ok = [(round(sent - killed, 3), outcome) for sent, outcome in fresh if outcome != 200]
+    assert len(fresh) > 10 and all(outcome == "ConnectionError" and -0.1 < at < 1.0 for at, outcome in not_ok), \
+        not_ok
+    assert len(not_ok) <= 3, not_ok
     assert replacement_seen is not None and replacement_seen < 5, replacement_seen
 
 
