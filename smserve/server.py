@@ -97,7 +97,7 @@ class App:
             await self._ping(method, send, request_id, echo)
             return
         route = route_label(path)
-        status, sent_bytes, received, model = 500, 0, 0, SINGLE_MODEL
+        status, sent_bytes, received, model, broken = 500, 0, 0, SINGLE_MODEL, None
         try:
             if path == "/invocations" or path.startswith(("/models/", "/predictions/", "/endpoints/")):
                 route, model = self._route_invocation(path, method, scope.get("query_string", b""))
@@ -119,8 +119,6 @@ class App:
             status, sent_bytes = await self._send_error(send, exc, request_id, echo)
         except StreamBroken as exc:
             broken, status, sent_bytes, received = exc, exc.status, exc.sent, exc.received
-        else:
-            broken = None
         elapsed = time.perf_counter() - started
         if self.metrics is not None:
             self.metrics.observe_request(route, method, status, model, elapsed, received, sent_bytes)

@@ -165,3 +165,14 @@ def test_a_generator_streams_chunked_on_invocations_and_a_break_cuts_the_connect
         with pytest.raises(requests.exceptions.ChunkedEncodingError):
             list(response.iter_lines())
     assert server.post(data="[2]").json()["result"] == [4.0]
+
+
+def test_errors_and_broken_streams_leave_no_unhandled_exception(server):
+    """Every answer above, the errors and the broken streams included, was handled by smserve itself: nothing
+    reached uvicorn as an unhandled application error (run last in this module)."""
+    with requests.Session() as session:  # two errors on one kept-alive connection: both answered
+        for _ in range(2):
+            response = session.post(server.url + "/invocations", data=b"x", timeout=10,
+                                    headers={"Content-Type": "application/x-other"})
+            assert response.status_code == 500 and response.headers.get("Connection") != "close"
+    assert "Exception in ASGI application" not in server.logs()
