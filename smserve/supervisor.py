@@ -2,12 +2,14 @@
 
 It never imports user code or a framework, so forking workers stays safe (no CUDA context, no framework
 threads in the parent). Until code/requirements.txt is installed it imports nothing but the standard library and
-smserve's own light modules; then it puts the requirements overlay first on its sys.path, so that what it and
-every worker forked from it import later is the user's version where the user pinned one (requirements.py).
+smserve's own light modules; then it puts the requirements overlay first on its sys.path and imports the worker's
+modules once, so that what it and every worker forked from it use is the user's version where the user pinned
+one (requirements.py), and workers do not each import the HTTP stack and numpy again.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import shutil
@@ -112,6 +114,7 @@ class Supervisor:
         if s.metrics:
             self.metrics = metrics_mod.Metrics()
         if self.stop_signal is None:
+            self._preload_worker_modules()
             for slot in range(plan.workers):
                 self._spawn(slot)
         if self.stop_signal is not None:
@@ -177,6 +180,18 @@ class Supervisor:
         self.state.set_pid(slot, pid)
         if standin:
             self.standin_pid = pid
+
+    def _preload_worker_modules(self) -> None:
+        """Import the worker's modules (uvicorn, numpy, the codecs) once here, so that every worker inherits them
+        instead of importing them itself while the others import the framework on the same CPUs. Only now: the
+        requirements are installed and first on sys.path, so these are the user's versions where pinned, and
+        the thread variables every worker shares are exported first (BLAS reads them when it loads). Never the
+        framework or user code (fork safety)."""
+        env = worker_environment(self.spec.plan, 0, self.settings, self.family.thread_env)
+        env.pop("CUDA_VISIBLE_DEVICES", None)  # per worker; numpy does not initialise CUDA
+        os.environ.update(env)
+        for module in ("codecs", "worker"):
+            importlib.import_module(f"{__package__}.{module}")
 
     def _retire_standin(self) -> None:
         """Every worker is ready: the stand-in stops accepting, answers what it holds and exits."""

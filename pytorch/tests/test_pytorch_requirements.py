@@ -1,6 +1,7 @@
 """Requirements isolation in the PyTorch family (issue 12; core.md §6): code/requirements.txt pins numpy to
 1.26.4 while the image has numpy 2. Served by the image as user 1000 on a read-only root filesystem, the worker
-runs the pinned numpy with torch, answers what torch computes, and numpy's BLAS follows the worker's thread plan.
+runs the pinned numpy with torch, answers what torch computes, and numpy's BLAS follows the worker's thread plan;
+the supervisor, which imports numpy once after the install for its workers to inherit, has the pinned one too.
 
 Found before: pip tried to uninstall the image's numpy (exit 3 as non-root or read-only), and numpy was imported
 by the supervisor before the fork, so the pin never took effect and OpenBLAS ran 2 threads although
@@ -29,6 +30,7 @@ NON_ROOT_READ_ONLY = ("--user", "1000:1000", "--read-only", "--tmpfs", "/tmp:exe
 
 NUMPY_WITH_TORCH = '''
 import json
+import os
 
 import numpy
 import threadpoolctl
@@ -49,7 +51,10 @@ def transform_fn(model, body, content_type, accept):
         scores = model(torch.from_numpy(rows)).numpy()
     numpy_blas = [info["num_threads"] for info in threadpoolctl.threadpool_info()
                   if info["internal_api"] == "openblas" and "numpy" in info["filepath"]]
+    with open(f"/proc/{os.getppid()}/maps") as maps:  # the supervisor, which forked this worker
+        numpy_libraries = sorted({line.split()[-1] for line in maps if "/numpy" in line and ".so" in line})
     return json.dumps({"scores": scores.tolist(), "numpy": numpy.__version__, "numpy_file": numpy.__file__,
+                       "supervisor_numpy": numpy_libraries,
                        "numpy_blas_threads": numpy_blas, "dot": float(numpy.dot(rows[0], rows[0]))}), \\
         "application/json"
 '''
@@ -69,6 +74,8 @@ def test_pytorch_user_numpy_pin_wins_in_workers(serve, tmp_path):
         body = response.json()
         assert body["numpy"] == PINNED_NUMPY, body
         assert "/requirements/" in body["numpy_file"], body
+        # the supervisor loads numpy only after the install, so the workers it forks inherit the pinned one
+        assert all("/requirements/" in path for path in body["supervisor_numpy"]), body["supervisor_numpy"]
         assert body["numpy_blas_threads"] == [threads], body
         weight = np.array([[1.0, -2.0, 0.5], [0.25, 4.0, -1.0]])
         np.testing.assert_allclose(body["scores"], np.asarray(rows) @ weight.T + [0.5, -0.5], rtol=1e-6)
