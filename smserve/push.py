@@ -99,5 +99,8 @@ def push(image: str, registry: str, repository: str | None = None, tag: str | No
     except OSError as exc:
         raise PushError(f"the registry {registry} cannot be reached: {exc}") from None
     finally:
-        client.api.remove_image(f"{target}:{tag}", noprune=True)  # the local alias only; the image stays
+        try:
+            client.api.remove_image(f"{target}:{tag}", noprune=True)  # the local alias only; the image stays
+        except docker.errors.APIError:
+            pass  # an alias left behind costs nothing
     return Pushed(f"{target}:{tag}", digest, created)
