@@ -107,44 +107,35 @@ def free_port() -> int:
 
 def invoke(model_dir: Path, family: Family, image: str | None, body: bytes, content_type: str, accept: str | None,
            timeout: float) -> list[Finding]:
-    """Serve the model with a real server (this environment, or the image as SageMaker runs it) and make one
-    prediction."""
+    """Serve the model with a real server (this environment, or the image as `smserve local` runs it) and make
+    one prediction."""
     port = free_port()
-    env_args = {"SAGEMAKER_BIND_TO_PORT": str(port), "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
-    log = tempfile.TemporaryFile()
-    if image is None:
+    url = f"http://127.0.0.1:{port}"
+    if image is not None:
+        from .local import LocalError, start
+
+        try:
+            endpoint = start(model_dir, image, family.name, "ml.m5.large", port,
+                             {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}, timeout)
+        except LocalError as exc:
+            return [Finding(ERROR, str(exc))]
+        stop = endpoint.stop
+    else:
+        log = tempfile.TemporaryFile()
         process = subprocess.Popen([sys.executable, "-m", "smserve", "serve", "--model-dir", str(model_dir),
                                     "--host", "127.0.0.1", "--family", family.name],
-                                   env={**os.environ, **env_args}, stdout=log, stderr=subprocess.STDOUT)
-        stop = process.terminate
-        running = lambda: process.poll() is None  # noqa: E731
-    else:
-        name = f"smserve-check-{port}"
-        command = ["docker", "run", "-d", "--rm", "--name", name, "--network", "host", "--user", "1000:1000",
-                   "--read-only", "--tmpfs", "/tmp:exec", "-v", f"{model_dir.resolve()}:{CONTAINER_MODEL_DIR}:ro"]
-        for key, value in env_args.items():
-            command += ["-e", f"{key}={value}"]
-        started = subprocess.run([*command, image, "serve"], capture_output=True, text=True)
-        if started.returncode != 0:
-            return [Finding(ERROR, f"docker run {image} failed: {started.stderr.strip()}")]
-        stop = lambda: subprocess.run(["docker", "stop", "-t", "5", name], capture_output=True)  # noqa: E731
-        running = lambda: subprocess.run(["docker", "inspect", name], capture_output=True).returncode == 0  # noqa: E731
-    url = f"http://127.0.0.1:{port}"
+                                   env={**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port),
+                                        "SAGEMAKER_MODEL_SERVER_WORKERS": "1"},
+                                   stdout=log, stderr=subprocess.STDOUT)
+
+        def stop() -> None:
+            process.terminate()
+            process.wait(30)
+            log.close()
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if not running():
-                return [Finding(ERROR, "the server stopped before it was ready; serve the model with "
-                                       "`smserve serve --model-dir` to see its log")]
-            try:
-                with urllib.request.urlopen(url + "/ping", timeout=2) as ping:
-                    if ping.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                return [Finding(ERROR, f"the server was not ready within {timeout:g} s")]
-            time.sleep(0.2)
+        if image is None and not _wait_ready(url, lambda: process.poll() is None, timeout):
+            return [Finding(ERROR, "the server stopped, or was not ready within the timeout; serve the model with "
+                                   "`smserve serve --model-dir` to see its log")]
         headers = {"Content-Type": content_type, **({"Accept": accept} if accept else {})}
         request = urllib.request.Request(url + "/invocations", data=body, headers=headers, method="POST")
         try:
@@ -158,9 +149,19 @@ def invoke(model_dir: Path, family: Family, image: str | None, body: bytes, cont
                                f"{len(payload)} bytes: {excerpt}")]
     finally:
         stop()
-        if image is None:
-            process.wait(30)
-        log.close()
+
+
+def _wait_ready(url: str, running, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while running() and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/ping", timeout=2) as ping:
+                if ping.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    return False
 
 
 def run_check(source: Path, family: Family, program: str = "inference.py", image: str | None = None,

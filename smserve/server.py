@@ -239,11 +239,9 @@ class App:
         if self.settings.response_max_bytes and len(result.body) > self.settings.response_max_bytes:
             raise ResponseTooLarge(f"response of {len(result.body)} bytes exceeds SMSERVE_RESPONSE_MAX_BYTES="
                                    f"{self.settings.response_max_bytes}")
-        out_headers = [(b"content-type", result.content_type.encode("latin-1")),
-                       (b"content-length", str(len(result.body)).encode()), *echo]
-        for name, value in result.headers:
-            out_headers.append((name.encode("latin-1"), value.encode("latin-1")))
-        await send({"type": "http.response.start", "status": result.status, "headers": out_headers})
+        length = [(b"content-length", str(len(result.body)).encode())]
+        await send({"type": "http.response.start", "status": result.status,
+                    "headers": _answer_headers(result, [*length, *echo])})
         await send({"type": "http.response.body", "body": result.body})
         return result.status, len(result.body), len(body)
 
@@ -295,9 +293,7 @@ class App:
         deadline from the previous one. A failure after the first chunk cannot change the status any more: the
         connection is cut (the client sees an incomplete response), or the runtime stream route sends its
         error event (runtime_api)."""
-        headers = [(b"content-type", result.content_type.encode("latin-1")), *echo,
-                   *[(name.encode("latin-1"), value.encode("latin-1")) for name, value in result.headers]]
-        await send({"type": "http.response.start", "status": result.status, "headers": headers})
+        await send({"type": "http.response.start", "status": result.status, "headers": _answer_headers(result, echo)})
         sent = 0
         try:
             while True:
@@ -404,6 +400,12 @@ class StreamBroken(Exception):
 def quiet_stream_breaks(record) -> bool:
     """A logging filter for uvicorn's error logger."""
     return not (record.exc_info and isinstance(record.exc_info[1], StreamBroken))
+
+
+def _answer_headers(result: InferenceResult, extra: list) -> list:
+    """The headers of a hook's answer: its content type, `extra` (length, request id echo), the hook's own."""
+    return [(b"content-type", result.content_type.encode("latin-1")), *extra,
+            *[(name.encode("latin-1"), value.encode("latin-1")) for name, value in result.headers]]
 
 
 def _next_chunk(chunks) -> bytes | None:
