@@ -30,6 +30,15 @@ $(addprefix venv-,$(FAMILIES)): venv-%: .venv/%/.installed
 	.venv/$*/bin/python -m pip install -q --no-deps -e . -e ./$*
 	touch $@
 
+# The SageMaker Python SDK (v2) for the local-mode client tests, in its own venv (requirements/sdk.txt).
+.PHONY: venv-sdk
+venv-sdk: .venv/sdk/.installed
+
+.venv/sdk/.installed: requirements/sdk.txt
+	test -x .venv/sdk/bin/python || $(PYTHON) -m venv .venv/sdk
+	.venv/sdk/bin/python -m pip install -q -r requirements/sdk.txt
+	touch $@
+
 # ---------------------------------------------------------------------------
 # Engine, base image and images (images.md §5). No registry: the base is
 # bootstrapped with debootstrap; builds use the classic builder and --network host.
@@ -91,7 +100,7 @@ $(addprefix test-,$(FAMILIES)): test-%: test-%-host test-%-container
 $(addsuffix -host,$(addprefix test-,$(FAMILIES))): test-%-host: .venv/%/.installed
 	SMSERVE_TEST_FAMILY=$* .venv/$*/bin/python -m pytest tests/unit tests/contract tests/robustness $*/tests $(PYTEST_ARGS)
 
-$(addsuffix -container,$(addprefix test-,$(FAMILIES))): test-%-container: .venv/%/.installed
+$(addsuffix -container,$(addprefix test-,$(FAMILIES))): test-%-container: .venv/%/.installed .venv/sdk/.installed
 	$(MAKE) image FAMILY=$* VARIANT=cpu
 	SMSERVE_TEST_FAMILY=$* SMSERVE_TEST_SKIP_BUILD=1 .venv/$*/bin/python -m pytest tests/container $(PYTEST_ARGS)
 	SMSERVE_TEST_FAMILY=$* SMSERVE_TEST_TARGET=container \

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -132,12 +133,31 @@ def resolve(model_dir: Path, program: str, program_explicit: bool, submit_direct
     if (model_dir / "requirements.txt").is_file() and not requirements.is_file():
         warnings.append(f"{model_dir / 'requirements.txt'} is not installed: move it to code/requirements.txt")
     for nested in sorted(model_dir.glob("*.tar.gz")):
+        if _extracted_beside(nested):
+            continue
         warnings.append(f"nested archive {nested.name} in the model dir is never extracted; "
                         f"put its contents at the archive root instead")
 
     return Layout(model_dir=model_dir, code_dir=code_dir, lib_dir=lib_dir if lib_dir.is_dir() else None,
                   module=module, requirements=requirements if requirements.is_file() else None,
                   searched=searched, warnings=warnings)
+
+
+def _extracted_beside(archive: Path) -> bool:
+    """True when the archive's first member already exists next to it: the SageMaker Python SDK's local mode
+    extracts model.tar.gz into the folder it mounts and leaves the archive there, which is not a mistake.
+    Only the first header is read, so a multi-GB archive costs nothing at startup."""
+    try:
+        with tarfile.open(archive, mode="r|gz") as stream:
+            first = stream.next()
+    except (OSError, tarfile.TarError, EOFError):
+        return False
+    if first is None:
+        return False
+    member = Path(first.name)
+    if not member.parts or member.is_absolute() or ".." in member.parts:
+        return False
+    return (archive.parent / member).exists()
 
 
 def check_static(layout: Layout, expected_files: str, hook_names: tuple[str, ...] = HOOK_NAMES) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tarfile
 import textwrap
 from pathlib import Path
 
@@ -22,6 +23,14 @@ def make_dir(tmp_path: Path, name: str = "model") -> Path:
     path.chmod(0o755)
     tmp_path.chmod(0o755)
     return path
+
+
+def pack(folder: Path, archive: Path) -> Path:
+    """A plain model.tar.gz of the folder's contents (no smserve involved: the archive a user's tar makes)."""
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(Path(folder).iterdir()):
+            tar.add(path, arcname=path.name)
+    return archive
 
 
 def npy(array: np.ndarray) -> bytes:

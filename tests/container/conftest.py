@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -51,6 +52,22 @@ def _engine_or_fail() -> None:
     if CI:
         pytest.fail(msg + "\n(CI=true: a missing engine is a failure)", pytrace=False)
     pytest.skip(msg)
+
+
+def debian_tool(binary: str, package: str) -> str:
+    """The path of a client tool the tests drive (docker-registry, docker-compose), installed from Debian when
+    missing. With CI=true a tool that cannot be installed is a failure, never a skip."""
+    found = shutil.which(binary)
+    if found is None:
+        done = subprocess.run(["apt-get", "install", "-y", "-q", package], capture_output=True, text=True,
+                              timeout=600, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        found = shutil.which(binary)
+        if found is None:
+            message = f"{binary} is not installed and apt-get could not install {package}:\n{done.stderr[-1500:]}"
+            if CI:
+                pytest.fail(message, pytrace=False)
+            pytest.skip(message)
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from .conftest import CI, docker, free_port
+from .conftest import debian_tool, docker, free_port
 
 REGISTRY_CONFIG = """version: 0.1
 storage:
@@ -40,16 +39,7 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        done = subprocess.run(["apt-get", "install", "-y", "-q", "docker-registry"], capture_output=True, text=True,
-                              timeout=600)
-        binary = shutil.which("docker-registry")
-        if binary is None:
-            message = f"docker-registry is not installed and apt-get could not install it:\n{done.stderr[-1500:]}"
-            if CI:
-                pytest.fail(message, pytrace=False)
-            pytest.skip(message)
+    binary = debian_tool("docker-registry", "docker-registry")
     root = tmp_path_factory.mktemp("registry")
     port = free_port()
     (root / "config.yml").write_text(REGISTRY_CONFIG.format(root=root / "data", port=port))

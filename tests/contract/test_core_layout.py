@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ..harness import FAMILY, served_path
-from ..models import make_dir, write_code
+from ..models import make_dir, pack, write_code
 from . import core_scripts
 
 ONE = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
@@ -184,6 +184,29 @@ def test_core_40_single_top_level_directory_is_descended(serve, tmp_path):
     warnings = [line for line in server.logs().splitlines() if "WARNING" in line and "my-model" in line]
     assert len(warnings) == 1, server.logs()
     assert "tar -C my-model -czf model.tar.gz ." in warnings[0]
+
+
+@pytest.mark.parametrize("beside", [False, True], ids=["nested-only", "extracted-beside"])
+def test_core_layout_nested_archive_is_warned_unless_extracted_beside(serve, tmp_path, beside):
+    """core §5.4 (`*.tar.gz` inside the model dir → W, a nested archive is never extracted): a model dir that
+    holds only a double-packed model.tar.gz is warned about; the folder the SageMaker Python SDK's local mode
+    mounts (model.tar.gz extracted beside the archive, which it leaves there) is not a mistake and gets no
+    warning."""
+    contents = make_dir(tmp_path, "contents")
+    write_code(contents, reporter("packed"))
+    model_dir = make_dir(tmp_path, "model")
+    pack(contents, model_dir / "model.tar.gz")
+    if beside:
+        write_code(model_dir, reporter("packed"))
+    else:
+        write_code(model_dir, reporter("outside"), where="")
+    server = serve(model_dir, ONE)
+    assert report(server)["mark"] == ("packed" if beside else "outside")
+    warnings = [line for line in server.logs().splitlines() if "WARNING" in line and "never extracted" in line]
+    if beside:
+        assert warnings == [], server.logs()
+    else:
+        assert len(warnings) == 1 and "model.tar.gz" in warnings[0], server.logs()
 
 
 # ------------------------------------------------------------------ §6 requirements.txt
