@@ -32,6 +32,7 @@ Configuration comes from environment variables (spec core §12), among them:
   SMSERVE_MAX_HEADER_BYTES (65536)     request line + headers (431 above)
   SMSERVE_MAX_CONNECTIONS              per worker (default: open-file limit - 64, at most 10000)
   SMSERVE_DECODE_FACTOR (16)           decoding a body may allocate at most this many times its size (413)
+  SMSERVE_PRELOAD_FRAMEWORK (true)     import the framework once in the zygote and fork workers from it
 """
 
 SERVE_HELP = "Start the server (what `docker run IMAGE serve` runs)."

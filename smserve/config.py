@@ -131,6 +131,7 @@ class Settings:
     max_concurrent_transforms: int | None
     max_payload_mb: int | None
     skip_requirements: bool
+    preload_framework: bool  # import the framework once in the supervisor and fork workers from it
     model_load_retries: int
     gpu_pinning: bool
     ca_repository_arn: str | None
@@ -289,6 +290,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = 
         max_concurrent_transforms=parse_int("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", concurrent, 1) if concurrent else None,
         max_payload_mb=max_payload_mb,
         skip_requirements=boolean("SMSERVE_SKIP_REQUIREMENTS", False),
+        preload_framework=boolean("SMSERVE_PRELOAD_FRAMEWORK", True),
         model_load_retries=integer("SMSERVE_MODEL_LOAD_RETRIES", 0, 0),
         gpu_pinning=boolean("SMSERVE_GPU_PINNING", True),
         ca_repository_arn=env.get("CA_REPOSITORY_ARN") or None,

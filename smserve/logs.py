@@ -80,9 +80,14 @@ class _JsonLineWriter(io.TextIOBase):
         self._stream.flush()
 
 
-def configure(settings: Settings, label: str = "supervisor") -> None:
+def set_label(label: str) -> None:
+    """Which process of the server wrote a record (supervisor, zygote, worker-N, standin)."""
     global _worker_label
     _worker_label = label
+
+
+def configure(settings: Settings, label: str = "supervisor") -> None:
+    set_label(label)
     # configure() runs again in the supervisor and in each worker: log records always go to the real stdout,
     # never through the user-output wrapper installed by an earlier call (that would nest JSON in "msg")
     raw = sys.stdout._stream if isinstance(sys.stdout, _JsonLineWriter) else sys.stdout

@@ -1,10 +1,10 @@
 """The supervisor: boot sequence, worker processes, restarts, hung-worker recycling and drain (spec core §1, §15–§17).
 
-It never imports user code or a framework, so forking workers stays safe (no CUDA context, no framework
-threads in the parent). Until code/requirements.txt is installed it imports nothing but the standard library and
-smserve's own light modules; then it puts the requirements overlay first on its sys.path and imports the worker's
-modules once, so that what it and every worker forked from it use is the user's version where the user pinned
-one (requirements.py), and workers do not each import the HTTP stack and numpy again.
+It never imports user code or a framework (fork and CUDA safety). Until code/requirements.txt is installed it
+imports nothing but the standard library and smserve's own light modules; then it puts the requirements overlay
+first on its sys.path and imports the HTTP stack and numpy once, so that what it and every worker forked from it
+use is the user's version where the user pinned one (requirements.py), and workers do not each import them again.
+The framework is imported once by the zygote (zygote.py), which forks the workers.
 """
 
 from __future__ import annotations
@@ -18,17 +18,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import __version__, layout as layout_mod, logs, requirements
+from . import __version__, layout as layout_mod, logs, requirements, zygote as zygote_mod
 from .config import Settings
 from .errors import StartupError
 from .families import resolve_family
 from .listen import bind
 from .resources import plan_workers, worker_environment
-from .state import (DRAINING, EXIT_LOAD_FAILED, LOADING, READY, RESTARTING, SERVING, STARTING, SharedState,
-                    WorkerSpec)
+from .state import (DRAINING, EXIT_LOAD_FAILED, LOADING, READY, RESTARTING, SERVING, STARTING, STOPPED,
+                    SharedState, WorkerSpec)
 
 log = logging.getLogger("smserve.supervisor")
 POLL = 0.05
+READY_POLL = 0.01  # while workers load: the first ready answer is not held back by the poll
 
 
 def _oom_kills() -> int:
@@ -55,6 +56,7 @@ class Supervisor:
         self.killed_hung: dict[int, float] = {}  # pid of a hung worker being recycled -> when to SIGKILL it
         self.run_dir = Path(tempfile.mkdtemp(prefix="smserve-"))
         self.metrics = None
+        self.zygote: zygote_mod.Zygote | None = None
 
     # ------------------------------------------------------------ boot
     def run(self) -> int:
@@ -115,6 +117,9 @@ class Supervisor:
             self.metrics = metrics_mod.Metrics()
         if self.stop_signal is None:
             self._preload_worker_modules()
+            if self.zygote is not None and self.standin_pid is None:
+                # no worker exists while the zygote imports the framework: the stand-in answers /ping 503 meanwhile
+                self._spawn(self.state.standin_slot, standin=True)
             for slot in range(plan.workers):
                 self._spawn(slot)
         if self.stop_signal is not None:
@@ -159,49 +164,79 @@ class Supervisor:
 
     # ------------------------------------------------------------ workers
     def _spawn(self, slot: int, standin: bool = False) -> None:
-        """Fork a worker. Its environment is set before it imports anything that reads it. It accepts at once
-        during the first boot, unless the stand-in answers meanwhile."""
+        """Start a worker: forked by the zygote, which has the framework imported already, or by the supervisor
+        when there is none (the stand-in, SMSERVE_PRELOAD_FRAMEWORK=false, a zygote that failed). It accepts at
+        once during the first boot, unless the stand-in answers meanwhile."""
         accept_at_once = standin or (self.state.phase != SERVING and self.standin_pid is None)
         self.state.set_worker_state(slot, STARTING)
-        pid = os.fork()
-        if pid == 0:  # child
+        pid = None
+        if self.zygote is not None and not standin:
             try:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                os.environ.update(worker_environment(self.spec.plan, slot, self.settings, self.family.thread_env))
-                from . import worker
-
-                worker.run(self.spec, slot, accept_at_once, standin)
-            except BaseException:  # noqa: BLE001
-                logging.getLogger("smserve.worker").exception("worker %d failed", slot)
-            finally:
-                os._exit(1)
+                pid = self.zygote.spawn(slot, accept_at_once, lambda: self.stop_signal is not None)
+            except OSError as exc:
+                self._stop_zygote()
+                if self.stop_signal is not None:
+                    return
+                log.warning("%s; workers are forked from the supervisor and import the framework themselves", exc)
+        if pid is None:
+            pid = os.fork()
+            if pid == 0:
+                if self.zygote is not None:
+                    for fd in self.zygote.fds():
+                        os.close(fd)
+                self._become_worker(slot, accept_at_once, standin)
         self.pids[pid] = slot
         self.state.set_pid(slot, pid)
         if standin:
             self.standin_pid = pid
 
+    def _become_worker(self, slot: int, accept_at_once: bool, standin: bool = False) -> None:
+        """The forked child's side: its environment is set before it imports anything that reads it. Never returns."""
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.environ.update(worker_environment(self.spec.plan, slot, self.settings, self.family.thread_env))
+            from . import worker
+
+            worker.run(self.spec, slot, accept_at_once, standin)
+        except BaseException:  # noqa: BLE001
+            logging.getLogger("smserve.worker").exception("worker %d failed", slot)
+        finally:
+            os._exit(1)
+
     def _preload_worker_modules(self) -> None:
-        """Import the worker's modules (uvicorn, numpy, the codecs) once here, so that every worker inherits them
-        instead of importing them itself while the others import the framework on the same CPUs. Only now: the
-        requirements are installed and first on sys.path, so these are the user's versions where pinned, and
-        the thread variables every worker shares are exported first (BLAS reads them when it loads). Never the
-        framework or user code (fork safety)."""
+        """Import the worker's modules (uvicorn, numpy, the codecs) once here, and start the zygote that imports the
+        framework and the family defaults (unless SMSERVE_PRELOAD_FRAMEWORK=false), so that workers are forked with
+        them instead of each importing them while the others do the same on the same CPUs (cold start). Only now:
+        the requirements are installed and first on sys.path, so these are the user's versions where pinned, and
+        the thread variables every worker shares are exported first (BLAS and OpenMP read them when they load)."""
         env = worker_environment(self.spec.plan, 0, self.settings, self.family.thread_env)
-        env.pop("CUDA_VISIBLE_DEVICES", None)  # per worker; numpy does not initialise CUDA
+        env.pop("CUDA_VISIBLE_DEVICES", None)  # per worker, set in the child before anything initialises CUDA
         os.environ.update(env)
-        for module in ("codecs", "worker"):
-            importlib.import_module(f"{__package__}.{module}")
+        worker_modules = tuple(f"{__package__}.{module}" for module in ("codecs", "worker"))
+        family = self.family
+        if (self.settings.preload_framework and family.preload_modules
+                and (family.preload_with_gpus or not self.spec.plan.gpus)):
+            if zygote_mod.become_subreaper():
+                # started first: it imports the worker modules itself, in parallel with this process (2 cores)
+                self.zygote = zygote_mod.Zygote.start(worker_modules + family.preload_modules, self._become_worker)
+            else:
+                log.warning("cannot become a child subreaper; workers import the framework themselves")
+        for module in worker_modules:  # for the stand-in and for workers forked here
+            importlib.import_module(module)
 
     def _retire_standin(self) -> None:
-        """Every worker is ready: the stand-in stops accepting, answers what it holds and exits."""
+        """Every worker is ready: the stand-in stops accepting, answers what it holds and exits. Readiness waits
+        only for the first (about 10 ms); the monitor reaps it when it exits."""
         if self.standin_pid is None:
             return
         _signal(self.standin_pid, signal.SIGTERM)
         deadline = time.monotonic() + self.settings.graceful_timeout + 1.0
         while self.standin_pid is not None and time.monotonic() < deadline:
+            if self.state.worker_state(self.state.standin_slot) == STOPPED:
+                return
             self._reap()
-            time.sleep(0.01)
+            time.sleep(0.005)
         if self.standin_pid is not None:
             _signal(self.standin_pid, signal.SIGKILL)
 
@@ -216,7 +251,12 @@ class Supervisor:
             if pid == 0:
                 break
             slot = self.pids.pop(pid, None)
-            if slot is None:
+            if slot is None:  # the zygote, or an orphan of the user's code adopted by this subreaper
+                if self.zygote is not None and pid == self.zygote.pid:
+                    if self.stop_signal is None:
+                        log.warning("the zygote exited (%s); workers import the framework themselves",
+                                    os.waitstatus_to_exitcode(status))
+                    self._stop_zygote()
                 continue
             code = os.waitstatus_to_exitcode(status)
             if self.metrics is not None:
@@ -255,7 +295,7 @@ class Supervisor:
                 log.error("startup did not finish within SAGEMAKER_STARTUP_TIMEOUT=%g s; not ready: %s",
                           self.settings.startup_timeout, ", ".join(missing))
                 return 1
-            time.sleep(POLL)
+            time.sleep(READY_POLL)
 
     def _monitor(self) -> int:
         s = self.settings
@@ -315,6 +355,7 @@ class Supervisor:
         state = getattr(self, "state", None)
         if state is not None:
             state.phase = DRAINING
+        self._stop_zygote()
         sock = getattr(self, "sock", None)
         if sock is not None:
             sock.close()
@@ -331,8 +372,14 @@ class Supervisor:
         log.info("stopped")
         return 0
 
+    def _stop_zygote(self) -> None:
+        if self.zygote is not None:
+            self.zygote.stop()
+            self.zygote = None
+
     def _stop_workers(self) -> None:
         self.stopping = True
+        self._stop_zygote()
         for pid in list(self.pids):
             _signal(pid, signal.SIGKILL)
         end = time.monotonic() + 5

@@ -1,9 +1,10 @@
 """One worker process: serves HTTP on the shared socket, loads the model on a thread.
 
 A worker of the first boot accepts at once and answers /ping 503 while its model loads, so the platform sees a
-live endpoint from the first second (spec core §1.2 steps 2 and 6). While code/requirements.txt is installed a
-stand-in worker, which never loads a model, answers in its place: the serving workers start only after the
-install, from a supervisor that has imported nothing the install could replace.
+live endpoint from the first second (spec core §1.2 steps 2 and 6). While code/requirements.txt is installed and
+while the zygote imports the framework, a stand-in worker, which never loads a model, answers in its place: the
+serving workers start only after the install (from a supervisor that has imported nothing the install could
+replace) and after the framework import (forked by the zygote).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+from typing import Callable
 
 import uvicorn
 
@@ -28,7 +30,7 @@ from .config import Settings
 from .context import WorkerInfo
 from .protocol import Guard
 from .server import App, build_info, quiet_stream_breaks
-from .state import DRAINING, EXIT_LOAD_FAILED, FAILED, LOADING, READY, STARTING, WorkerSpec
+from .state import DRAINING, EXIT_LOAD_FAILED, FAILED, LOADING, READY, STARTING, STOPPED, WorkerSpec
 
 log = logging.getLogger("smserve.worker")
 
@@ -44,8 +46,9 @@ class WorkerServer(uvicorn.Server):
     finish."""
 
     def __init__(self, config: uvicorn.Config, app: App, graceful: float, guard: Guard, shared: socket.socket,
-                 accept_at_once: bool):
+                 accept_at_once: bool, on_closed: Callable[[], None] | None = None):
         super().__init__(config)
+        self.on_closed = on_closed  # told when it accepts nothing more (the stand-in: the supervisor waits for it)
         self.app = app
         self.graceful = graceful
         self.guard = guard
@@ -67,6 +70,8 @@ class WorkerServer(uvicorn.Server):
     async def _drain(self) -> None:
         for server in getattr(self, "servers", []):
             server.close()  # stop accepting: together with the supervisor's close, new connections are refused
+        if self.on_closed is not None:
+            self.on_closed()
         deadline = time.monotonic() + self.graceful
         while self.app.inflight and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -119,11 +124,16 @@ def run(spec: WorkerSpec, slot: int, accept_at_once: bool, standin: bool = False
     returns. A stand-in serves without ever loading a model."""
     settings, plan = spec.settings, spec.plan
     logs.configure(settings, "standin" if standin else f"worker-{slot}")
+    if standin:
+        from .zygote import STANDIN_NAME, set_process_name
+
+        set_process_name(STANDIN_NAME)
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.error").addFilter(quiet_stream_breaks)
     spec.state.set_worker_state(slot, STARTING)
     spec.state.set_pid(slot, os.getpid())
     os.chdir(spec.layout.model_dir)
+    _reseed_inherited_generators()
 
     from . import codecs
     from .metrics import Metrics
@@ -141,13 +151,25 @@ def run(spec: WorkerSpec, slot: int, accept_at_once: bool, standin: bool = False
         threading.Thread(target=_load, args=(spec, slot, app, worker_info, metrics), name="model-loader",
                          daemon=True).start()
     guard = Guard(settings, app)
+    closed = (lambda: spec.state.set_worker_state(slot, STOPPED)) if standin else None
     server = WorkerServer(uvicorn_config(settings, app, guard), app, settings.graceful_timeout, guard, spec.sock,
-                          accept_at_once)
+                          accept_at_once, closed)
     server.run()
     access_log.flush()
     if metrics is not None:
         metrics.flush()
     os._exit(0)
+
+
+def _reseed_inherited_generators() -> None:
+    """A forked worker starts with its parent's copy of every random generator created before the fork; give it
+    what a freshly started process would have. Python's `random` re-seeds itself after a fork; numpy's global
+    generator is seeded from OS entropy when numpy.random is first imported (mxnet imports it, in the zygote), so
+    it is re-seeded from OS entropy here. torch's default generator starts from a fixed seed in every fresh
+    process and nothing draws from it before the fork, so the copy already is the fresh state."""
+    random = sys.modules.get("numpy.random")
+    if random is not None:
+        random.seed()
 
 
 def _load(spec: WorkerSpec, slot: int, app: App, worker_info: WorkerInfo, metrics) -> None:
@@ -157,6 +179,7 @@ def _load(spec: WorkerSpec, slot: int, app: App, worker_info: WorkerInfo, metric
     if state.phase == DRAINING:
         return
     started = time.monotonic()
+    gc.disable()  # no collections while modules import and the model loads: collected once when it is loaded
     try:
         prepend, append = spec.layout.import_paths()
         sys.path[:0] = prepend  # the requirements overlay is first already (requirements.activate)
@@ -181,6 +204,7 @@ def _load(spec: WorkerSpec, slot: int, app: App, worker_info: WorkerInfo, metric
     app.handler = handler
     gc.collect()
     gc.freeze()  # the model and modules stay out of later collections: shorter GC pauses on the request path
+    gc.enable()
     state.set_worker_state(slot, READY)
     log.info("worker %d ready in %.2f s (pid %d, device %s)", slot, time.monotonic() - started, os.getpid(),
              f"GPU {worker_info.physical_gpu_id}" if worker_info.gpu_id is not None else "cpu")

@@ -130,8 +130,15 @@ class Server:
     def worker_pids(self) -> list[int]:
         if self.proc is None:
             raise NotImplementedError("worker pids are read on the host target")
-        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True)
-        return [int(x) for x in out.stdout.split()]
+        out = subprocess.run(["ps", "-o", "pid=,comm=", "--ppid", str(self.proc.pid)], capture_output=True, text=True)
+        rows = [line.split(None, 1) for line in out.stdout.splitlines() if line.strip()]
+        return [int(pid) for pid, comm in rows if comm.strip() not in ("smserve-zygote", "smserve-standin")]
+
+    def zygote_pid(self) -> int | None:
+        """The process that imports the framework once and forks the workers (smserve/zygote.py), if any."""
+        out = subprocess.run(["ps", "-o", "pid=,comm=", "--ppid", str(self.proc.pid)], capture_output=True, text=True)
+        rows = [line.split(None, 1) for line in out.stdout.splitlines() if line.strip()]
+        return next((int(pid) for pid, comm in rows if comm.strip() == "smserve-zygote"), None)
 
     def wait_ready(self, timeout: float = 90) -> "Server":
         end = time.monotonic() + timeout

@@ -37,6 +37,9 @@ class MXNetFamily(Family):
     footprint_mb = 250  # measured process max RSS 227 MB with a small model (mxnet.md §1)
     # the Module input_fn contract: a user input_fn with a parameter named `model` gets the model (mxnet.md §4.1)
     model_keyword_hooks = ("input_fn",)
+    # mxnet starts its engine threads at the first operation, not at import; GPU builds are not preloaded
+    preload_modules = ("mxnet", "smserve_mxnet.defaults")
+    preload_with_gpus = False
     env = FamilyEnv(
         legacy_prefix="MMS",
         worker_vars=("MMS_NUM_WORKER",),

@@ -24,6 +24,7 @@ class PyTorchFamily(Family):
     framework_distribution = "torch"
     expected_files = "model.pt (TorchScript), exactly one .pt/.pth file, or one .pt2 torch.export program"
     footprint_mb = 300
+    preload_modules = ("torch", "smserve_pytorch.defaults")  # torch initialises CUDA lazily, at first use
     env = FamilyEnv(
         legacy_prefix="TS",
         worker_vars=("SAGEMAKER_TS_MIN_WORKERS",),

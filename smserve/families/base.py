@@ -62,6 +62,11 @@ class Family:
     # hooks whose parameter literally named `model` (after the positional ones) receives the loaded model as a
     # keyword argument instead of being counted for the context rule (MXNet Module input_fn, mxnet.md §4.1)
     model_keyword_hooks: tuple[str, ...] = ()
+    # worker-side modules (the framework and the family defaults) that the zygote imports once, after the
+    # requirements install and with the thread variables exported, so that every worker is forked with them
+    # instead of importing them itself (cold start, zygote.py). Importing them must start no thread.
+    preload_modules: tuple[str, ...] = ()
+    preload_with_gpus = True  # False where importing the framework may initialise CUDA before CUDA_VISIBLE_DEVICES
 
     def framework_version(self) -> str:
         try:

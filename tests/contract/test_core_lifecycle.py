@@ -778,3 +778,106 @@ def test_core_100_batch_request_longer_than_60s(batch_server):
     response = call(batch_server, {"sleep": 62}, timeout=150)
     assert response.status_code == 200, response.text
     assert time.monotonic() - started >= 62
+
+
+# ------------------------------------------------------------------ §1 step 5: the zygote and fork safety
+
+FORK = '''
+import importlib
+import json
+import os
+import random
+
+import numpy as np
+
+AT_LOAD = {}
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _process(pid, framework_dir):
+    return {"pid": pid, "comm": _read(f"/proc/{pid}/comm").strip(), "threads": len(os.listdir(f"/proc/{pid}/task")),
+            "maps_framework": framework_dir in _read(f"/proc/{pid}/maps")}
+
+
+def model_fn(model_dir):
+    AT_LOAD.update(numpy=float(np.random.random()), random=random.random())
+    return "fork-model"
+
+
+def transform_fn(model, body, content_type, accept):
+    framework = importlib.import_module(os.environ["TEST_FRAMEWORK"])
+    framework_dir = os.path.dirname(framework.__file__) + "/"
+    parent = os.getppid()
+    siblings = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            stat = _read(f"/proc/{entry}/stat")
+            if stat and int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                siblings.append(_process(int(entry), framework_dir))
+    fds = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass
+    return json.dumps({"pid": os.getpid(), **AT_LOAD, "parent": _process(parent, framework_dir),
+                       "siblings": siblings, "fds": fds}), "application/json"
+'''
+
+
+def _reach_every_worker(server: Server, workers: int) -> dict[int, dict]:
+    """Fresh connections until each worker answered once (SO_REUSEPORT spreads them by their source port)."""
+    seen: dict[int, dict] = {}
+    for _ in range(200):
+        report = call(server).json()
+        seen.setdefault(report["pid"], report)
+        if len(seen) == workers:
+            return seen
+    raise AssertionError(f"only workers {sorted(seen)} answered 200 fresh connections")
+
+
+def _shared(a: dict, b: dict, kind: str) -> set[str]:
+    return {target for target in set(a["fds"].values()) & set(b["fds"].values()) if target.startswith(kind)}
+
+
+@pytest.mark.parametrize("preload", ["true", "false"])
+def test_core_1_5_framework_imported_once_outside_the_supervisor_and_workers_fork_safely(serve, tmp_path, preload):
+    """core §1 step 5 (the supervisor never imports a framework) with the cold-start zygote: the framework is
+    imported once, by a child of the supervisor that runs one thread and forks every worker; the supervisor never
+    maps it; workers stay the supervisor's children. Fork safety, per worker: numpy's and Python's random
+    generators (two workers draw different numbers at load), file descriptors (the only socket they share is the
+    port's shared listener; no file but the log streams, /dev/null and the shared state), threads (the
+    supervisor runs one; the zygote forks only if the imports left it one, else it is stopped and the workers
+    import the framework themselves). SMSERVE_PRELOAD_FRAMEWORK=false: no zygote."""
+    from smserve.families import resolve_family
+
+    framework = resolve_family(FAMILY).preload_modules[0]
+    server = serve(life_dir(tmp_path, FORK), {**TWO, "TEST_FRAMEWORK": framework,
+                                              "SMSERVE_PRELOAD_FRAMEWORK": preload})
+    first, second = _reach_every_worker(server, 2).values()
+    for report in (first, second):
+        supervisor = report["parent"]
+        assert supervisor["comm"] != "smserve-zygote", "a worker must be the supervisor's child"
+        assert supervisor["threads"] == 1
+        assert not supervisor["maps_framework"], f"the supervisor maps {framework}"
+        if server.proc is not None:
+            assert supervisor["pid"] == server.proc.pid
+        zygotes = [p for p in report["siblings"] if p["comm"] == "smserve-zygote"]
+        if preload == "true":  # it stops when it cannot fork a worker (a thread left by the imports)
+            assert len(zygotes) == 1 and zygotes[0]["maps_framework"], zygotes
+        else:
+            assert zygotes == []
+    assert first["parent"]["pid"] == second["parent"]["pid"]
+    assert first["numpy"] != second["numpy"]
+    assert first["random"] != second["random"]
+    assert len(_shared(first, second, "socket:")) == 1, (first["fds"], second["fds"])
+    streams = {first["fds"].get(fd) for fd in ("0", "1", "2")} | {"/dev/null"}
+    files = {t for t in _shared(first, second, "/") if t not in streams and not t.startswith("/dev/shm/")}
+    assert files == set(), files
