@@ -120,6 +120,12 @@ bench-peer-setup:
 
 bench: bench-peer-setup
 	python3 bench/run.py
+	python3 bench/run_speed.py
+
+# The speed cells alone (bench/run_speed.py): batching on/off, 1 MB / 6 MB payloads, cold start of both images.
+.PHONY: bench-speed
+bench-speed: bench-peer-setup
+	python3 bench/run_speed.py
 
 # ---------------------------------------------------------------------------
 # Request-layer comparison (issue 2 item 4, docs/request-layer.md): gunicorn sync +

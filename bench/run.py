@@ -172,7 +172,7 @@ def listening_addrs(pids):
 
 
 class Server:
-    def __init__(self, server, model, model_dir, workers, port, run_dir):
+    def __init__(self, server, model, model_dir, workers, port, run_dir, extra_env=None):
         self.server, self.model, self.workers, self.port = server, model, workers, port
         self.run_dir = run_dir
         os.makedirs(run_dir, exist_ok=True)
@@ -188,6 +188,7 @@ class Server:
         else:
             cmd = [python_of("peer"), os.path.join(BENCH, "peer_mms", "serve.py"), "--model-dir", model_dir,
                    "--port", str(port), "--run-dir", run_dir]
+        env.update(extra_env or {})
         self.log_path = os.path.join(run_dir, "server.log")
         self.log_file = open(self.log_path, "wb")
         self.t_start = time.monotonic()
@@ -288,8 +289,10 @@ def keep_log(srv, started, why):
 
 # ---------------------------------------------------------------- load
 
-def wrk(url, connections, duration, body, timeout_s=10):
-    env = dict(os.environ, BENCH_BODY=body, BENCH_CONTENT_TYPE="application/json")
+def wrk(url, connections, duration, body, timeout_s=10, body_file=None, content_type="application/json"):
+    env = dict(os.environ, BENCH_BODY=body, BENCH_CONTENT_TYPE=content_type)
+    if body_file:  # the answer in the request's format (an NPY echo answered as JSON would measure JSON encoding)
+        env.update(BENCH_BODY_FILE=body_file, BENCH_ACCEPT=content_type)
     cmd = ["wrk", "-t1", "-c%d" % connections, "-d%ds" % duration, "--timeout", "%ds" % timeout_s,
            "-s", LUA, url + "/invocations"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + timeout_s + 30)

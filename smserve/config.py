@@ -56,6 +56,17 @@ def parse_seconds(name: str, value: str) -> float:
     return number
 
 
+def parse_milliseconds(name: str, value: str) -> float:
+    """A delay in milliseconds, 0 allowed, at most a minute."""
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ConfigError(name, value, "milliseconds, 0-60000 (fractions allowed)") from None
+    if not 0 <= number <= 60000:
+        raise ConfigError(name, value, "milliseconds, 0-60000 (fractions allowed)")
+    return number
+
+
 def parse_port(name: str, value: str) -> int:
     port = parse_int(name, value, 1)
     if port > 65535:
@@ -112,8 +123,10 @@ class Settings:
     debug: bool
     metrics: bool
     workers: Sourced | None  # None: derive from CPUs/GPUs (spec core §15)
-    worker_threads: int
+    worker_threads: int  # predict threads per worker (at least 2 x batch_size when batching)
     max_queue: int
+    batch_size: int  # rows merged into one predict call (dynamic batching); 1: off
+    batch_delay: float  # seconds the first request of a batch waits for more
     request_timeout: Sourced
     hung_grace: float
     startup_timeout: float
@@ -131,7 +144,7 @@ class Settings:
     max_concurrent_transforms: int | None
     max_payload_mb: int | None
     skip_requirements: bool
-    preload_framework: bool  # import the framework once in the supervisor and fork workers from it
+    preload_framework: bool  # import the framework once in the zygote and fork workers from it
     model_load_retries: int
     gpu_pinning: bool
     ca_repository_arn: str | None
@@ -247,6 +260,18 @@ def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = 
         if env.get(name):
             notices.append((logging.INFO, f"{name}={env[name]} accepted; it does not change how smserve serves"))
 
+    # dynamic batching (batching.py): each waiting request holds a predict thread, and the next batch decodes
+    # while one runs, so the worker gets at least two batches' worth of predict threads
+    batch_size = integer("SMSERVE_BATCH_SIZE", 1, 1)
+    batch_delay_ms = parse_milliseconds("SMSERVE_BATCH_DELAY_MS", env.get("SMSERVE_BATCH_DELAY_MS") or "5")
+    worker_threads = requested_threads = integer("SMSERVE_WORKER_THREADS", 1, 1)
+    if batch_size > 1:
+        worker_threads = max(requested_threads, 2 * batch_size)
+    if env.get("SMSERVE_WORKER_THREADS") and worker_threads > requested_threads:
+        notices.append((logging.INFO, f"SMSERVE_WORKER_THREADS raised to {2 * batch_size} "
+                                      f"(2 x SMSERVE_BATCH_SIZE={batch_size}): each request waiting for its batch "
+                                      f"holds a predict thread"))
+
     family_options = {}
     for option in fenv.options:
         raw = env.get(option.variable)
@@ -271,7 +296,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = 
         debug=boolean("SMSERVE_DEBUG", False),
         metrics=boolean("SMSERVE_METRICS", True),
         workers=workers,
-        worker_threads=integer("SMSERVE_WORKER_THREADS", 1, 1),
+        worker_threads=worker_threads,
+        batch_size=batch_size,
+        batch_delay=batch_delay_ms / 1000.0,
         max_queue=integer("SMSERVE_MAX_QUEUE", 100, 0),
         request_timeout=request_timeout,
         hung_grace=seconds("SMSERVE_HUNG_GRACE", 30.0),

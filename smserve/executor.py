@@ -49,6 +49,16 @@ class Job:
             self._timer.cancel()
 
 
+_running = threading.local()
+
+
+def current_job_expired() -> Callable[[], bool]:
+    """On a predict thread: a check whether the job it runs has passed its deadline, usable from other threads
+    (the batch thread leaves expired requests out of a batch)."""
+    job = getattr(_running, "job", None)
+    return (lambda: job.expired) if job is not None else (lambda: False)
+
+
 class PredictThreads:
     """A fixed set of daemon threads taking jobs in arrival order (SMSERVE_WORKER_THREADS of them)."""
 
@@ -68,6 +78,7 @@ class PredictThreads:
             job = self._jobs.get()
             if job.expired:
                 continue
+            _running.job = job
             try:
                 result, error = job.fn(*job.args), None
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request, as concurrent.futures does
@@ -76,4 +87,5 @@ class PredictThreads:
                 job.loop.call_soon_threadsafe(job._settle, result, error)
             except RuntimeError:  # the loop closed while the job ran (worker shutting down)
                 pass
+            _running.job = None
             del job, result, error

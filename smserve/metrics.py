@@ -15,6 +15,7 @@ from pathlib import Path
 
 SECOND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BYTE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 STAGES = ("queue", "decode", "predict", "encode", "transform", "backend")
 FLUSH_INTERVAL = 0.05  # seconds observations may wait before they reach the shared metric files
 
@@ -68,6 +69,9 @@ class Metrics:
                                         buckets=BYTE_BUCKETS, registry=None)
         self.inflight_child = self.inflight.labels("model")
         self.restarts = Counter("smserve_worker_restarts_total", "Worker restarts", ["reason"], registry=None)
+        self.batch_rows = Histogram("smserve_batch_rows", "Rows per predict call with dynamic batching "
+                                    "(SMSERVE_BATCH_SIZE)", ["model"], buckets=BATCH_BUCKETS, registry=None)
+        self._pending_batches: list[float] = []
         self._user: dict[str, object] = {}
         self._stage_children: dict[tuple[str, str], object] = {}
         self._request_children: dict[tuple, tuple] = {}
@@ -86,6 +90,9 @@ class Metrics:
     def observe_stage(self, stage: str, seconds: float, model: str = "model") -> None:
         self._pending_stages.append((stage, model, seconds))  # any thread: list.append is atomic
 
+    def observe_batch(self, inputs: int, rows: int) -> None:
+        self._pending_batches.append(rows)  # the batch thread; written with the next flush
+
     def observe_request(self, route: str, method: str, status: int, model: str, seconds: float,
                         request_bytes: int, response_bytes: int) -> None:
         self._pending_requests.append(((route, method, status, model), seconds, request_bytes, response_bytes))
@@ -100,6 +107,9 @@ class Metrics:
             self._timer = None
         requests, self._pending_requests = self._pending_requests, []
         stages, self._pending_stages = self._pending_stages, []
+        batches, self._pending_batches = self._pending_batches, []
+        if batches:
+            _observe_many(self.batch_rows.labels("model"), batches)
         if requests:
             histograms: dict[object, list[float]] = {}
             counts: Tally = Tally()

@@ -8,9 +8,11 @@ import time
 from typing import Any, Callable, Iterator, Protocol
 
 from . import codecs
+from .batching import Batcher, BatchSettings, NumpyOps
 from .context import Context, InferenceRequest, InferenceResult, WorkerInfo, response_headers, sendable_header_value
 from .errors import (STAGE_INPUT, STAGE_OUTPUT, STAGE_PREDICT, EncodeError, NotAcceptable, ServingError,
                      classify)
+from .executor import current_job_expired
 from .hooks import CONTEXT_BY_ARITY, HOOK_ARITY, UserHooks, bind, without_context
 from .negotiation import choose, first_concrete
 
@@ -61,8 +63,12 @@ class ScriptHandler:
     def __init__(self, defaults: Defaults, user: UserHooks, worker: WorkerInfo, *,
                  context_rule: str = CONTEXT_BY_ARITY, observe: StageObserver | None = None,
                  metrics_sink=None, warn: Callable[[str], None] = lambda msg: None,
-                 model_keyword_hooks: tuple[str, ...] = ()):
+                 model_keyword_hooks: tuple[str, ...] = (), batching: BatchSettings | None = None,
+                 observe_batch: Callable[[int, int], None] | None = None):
         self.defaults = defaults
+        self.batching = batching
+        self.batcher: Batcher | None = None
+        self.observe_batch = observe_batch
         self.worker = worker
         self.observe = observe or (lambda stage, seconds: None)
         self.metrics_sink = metrics_sink
@@ -84,6 +90,7 @@ class ScriptHandler:
         self.uses_default_predict = self.transform_fn is None and "predict_fn" not in fns
         self.input_fn = pick("input_fn", defaults.input_fn)
         self.predict_fn = pick("predict_fn", defaults.predict_fn)
+        self.user_predict_fn = fns.get("predict_fn")
         self.output_fn = pick("output_fn", default_output_fn(defaults))
         self.user_output = "output_fn" in fns or self.transform_fn is not None
         self.model: Any = None
@@ -102,6 +109,24 @@ class ScriptHandler:
                 setattr(self, name, _close_over_model(hook, self.model))
         if self.model_warmup_fn:
             self.model_warmup_fn(model_dir, self.model, context)
+        if self.batching is not None and self.batching.max_size > 1:
+            self._start_batching(context)
+
+    def _start_batching(self, context: Context) -> None:
+        """Only a predict that keeps dimension 0 may see merged inputs: the defaults do, a user predict_fn says so
+        with `predict_fn.batch_aware = True` (it then gets the worker's context, not a request's)."""
+        family_ops = getattr(self.defaults, "batch_ops", None)  # defaults that keep dimension 0 say so with it
+        if self.transform_fn is not None or not ((self.uses_default_predict and family_ops is not None)
+                                                 or getattr(self.user_predict_fn, "batch_aware", False)):
+            what = ("transform_fn" if self.transform_fn is not None else
+                    "the family's default predict_fn" if self.uses_default_predict else "predict_fn")
+            self.warn(f"SMSERVE_BATCH_SIZE={self.batching.max_size} has no effect: {what} is not batch-aware. "
+                      f"Provide predict_fn and set `predict_fn.batch_aware = True` in your module if it keeps "
+                      f"dimension 0 (row i of its output belongs to row i of its input)")
+            return
+        predict, model = self.predict_fn, self.model
+        self.batcher = Batcher(lambda data: predict(data, model, context), self.batching,
+                               family_ops or NumpyOps(), self.observe_batch)
 
     def _load_context(self) -> Context:
         request = InferenceRequest(b"", None, "", [], "model-load", self.worker.model_name)
@@ -125,7 +150,10 @@ class ScriptHandler:
                 decoded = time.perf_counter()
                 observe("decode", decoded - started)
                 stage = STAGE_PREDICT
-                prediction = self.predict_fn(data, self.model, context)
+                if self.batcher is not None:
+                    prediction = self.batcher.predict(data, current_job_expired())
+                else:
+                    prediction = self.predict_fn(data, self.model, context)
                 predicted = time.perf_counter()
                 observe("predict", predicted - decoded)
                 stage = STAGE_OUTPUT

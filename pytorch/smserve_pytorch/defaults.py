@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from smserve import codecs
+from smserve.batching import NumpyOps
 from smserve.config import Settings
 from smserve.context import WorkerInfo
 from smserve.errors import BadRequest, StartupError, UnsupportedFormatError
@@ -106,8 +107,24 @@ def to_numpy_tree(value: Any) -> Any:
     return value
 
 
+class TorchBatchOps(NumpyOps):
+    """Merging and splitting for dynamic batching (smserve/batching.py): tensors by torch, arrays by numpy."""
+
+    def accepts(self, data: Any) -> bool:
+        return isinstance(data, torch.Tensor) or super().accepts(data)
+
+    def concatenate(self, items: list[Any]) -> Any:
+        return torch.cat(items, dim=0) if isinstance(items[0], torch.Tensor) else super().concatenate(items)
+
+    def split(self, prediction: Any, counts: list[int]) -> list[Any] | None:
+        if isinstance(prediction, torch.Tensor):
+            return list(torch.split(prediction, counts, dim=0))
+        return super().split(prediction, counts)
+
+
 class PyTorchDefaults:
     supported_accept = (codecs.JSON, codecs.CSV, codecs.NPY, codecs.JSONLINES)
+    batch_ops = TorchBatchOps()  # the default predict_fn, model(tensor), keeps dimension 0
 
     def __init__(self, settings: Settings, worker: WorkerInfo):
         self.settings = settings

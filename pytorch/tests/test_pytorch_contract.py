@@ -893,3 +893,47 @@ def test_pytorch_40_pkg_resources_never_imported(serve, tmp_path):
     assert out.stdout.strip() == "[]"
     lines = record.read_text().splitlines()
     assert len(lines) == 1 and lines[0].endswith(" pkg_resources"), lines  # only the control import
+
+
+def test_pytorch_default_handlers_batch_concurrent_requests(serve, tmp_path):
+    """Dynamic batching with the default handlers (SMSERVE_BATCH_SIZE=8): 32 clients at once, JSON and NPY
+    bodies of 1 or 2 rows, each answer equals what torch computes for that client's rows alone, and
+    /metrics shows predict calls that merged several requests (smserve_batch_rows)."""
+    import threading
+
+    import requests
+
+    from pytorch_models import predict_default
+
+    model_dir = make_dir(tmp_path)
+    torchscript_mlp(model_dir)
+    server = serve(model_dir, {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", "SMSERVE_BATCH_SIZE": "8",
+                               "SMSERVE_BATCH_DELAY_MS": "20"})
+    rng = np.random.default_rng(7)
+    inputs = [rng.standard_normal((1 + i % 2, 4)).astype(np.float32) for i in range(32)]
+    answers: list = [None] * 32
+    barrier = threading.Barrier(32)
+
+    def call(i: int) -> None:
+        barrier.wait()
+        if i % 2:
+            body, content_type = npy(inputs[i]), "application/x-npy"
+        else:
+            body, content_type = json.dumps(inputs[i].tolist()), "application/json"
+        answers[i] = requests.post(server.url + "/invocations", data=body, timeout=60,
+                                   headers={"Content-Type": content_type, "Accept": "application/json"})
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    for i, response in enumerate(answers):
+        assert response.status_code == 200, response.text
+        expected = np.array(predict_default(model_dir, inputs[i].tolist()))
+        assert np.allclose(np.array(response.json()), expected, atol=1e-5), i
+    metrics = server.get("/metrics").text
+    count = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("smserve_batch_rows_count")))
+    rows = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("smserve_batch_rows_sum")))
+    assert rows == sum(len(x) for x in inputs)
+    assert count < 32, f"every request was predicted alone ({count:g} calls)"

@@ -80,12 +80,16 @@ class Family:
 
     def create_handler(self, settings: Settings, worker: WorkerInfo, module: ModuleType | None,
                        observe: Callable[[str, float], None], metrics_sink: Callable,
-                       warn: Callable[[str], None]) -> Handler:
+                       warn: Callable[[str], None],
+                       observe_batch: Callable[[int, int], None] | None = None) -> Handler:
+        from ..batching import BatchSettings
         from ..pipeline import ScriptHandler
 
         return ScriptHandler(self.defaults(settings, worker), UserHooks.from_module(module), worker,
                              context_rule=self.context_rule, observe=observe, metrics_sink=metrics_sink, warn=warn,
-                             model_keyword_hooks=self.model_keyword_hooks)
+                             model_keyword_hooks=self.model_keyword_hooks,
+                             batching=BatchSettings(settings.batch_size, settings.batch_delay)
+                             if settings.batch_size > 1 else None, observe_batch=observe_batch)
 
     def defaults(self, settings: Settings, worker: WorkerInfo) -> Any:
         raise NotImplementedError
