@@ -10,11 +10,12 @@ FAMILY      ?= pytorch
 VARIANT     ?= cpu
 BUILD_FLAGS ?=
 PYTEST_ARGS ?=
-# Families with a lock file, an image and tests (make test runs each); tensorflow and neo are skeletons.
-FAMILIES    ?= pytorch mxnet
+# Families with a lock file, an image and tests (make test runs each); neo is a skeleton.
+FAMILIES    ?= pytorch mxnet tensorflow
 # The framework wheel each family venv adds to its lock (the +cpu local version selects the CPU torch wheel).
 FRAMEWORK_SPEC_pytorch ?= torch==2.13.0+cpu
 FRAMEWORK_SPEC_mxnet   ?=
+FRAMEWORK_SPEC_tensorflow ?=
 
 # ---------------------------------------------------------------------------
 # Host virtual environments (.venv/<family>): one lock per family (mxnet needs numpy 1.23, the others
@@ -27,6 +28,7 @@ $(addprefix venv-,$(FAMILIES)): venv-%: .venv/%/.installed
 .venv/%/.installed: requirements/core.txt requirements/test.txt %/requirements.txt %/pyproject.toml pyproject.toml
 	test -x .venv/$*/bin/python || $(PYTHON) -m venv .venv/$*
 	.venv/$*/bin/python -m pip install -q -r $*/requirements.txt -r requirements/test.txt $(FRAMEWORK_SPEC_$*)
+	if [ -f $*/requirements-nodeps.txt ]; then .venv/$*/bin/python -m pip install -q --no-deps -r $*/requirements-nodeps.txt; fi
 	.venv/$*/bin/python -m pip install -q --no-deps -e . -e ./$*
 	touch $@
 
@@ -92,20 +94,27 @@ demo: venv-pytorch engine
 #                     F cpu image, then the contract and family suites against it (slow tests ran on the host)
 # With CI=true a missing engine fails instead of skipping.
 # ---------------------------------------------------------------------------
+# The shared suites. Hook-style families (PyTorch, MXNet) run them all; the TensorFlow family has no model_fn
+# hooks (its front converts or runs input_handler/output_handler), so its own suite (tensorflow/tests) is its
+# contract suite, beside the core's unit tests.
+HOST_SUITES     ?= tests/unit tests/contract tests/robustness
+CONTRACT_SUITES ?= tests/contract
+HOST_SUITES_tensorflow     ?= tests/unit
+CONTRACT_SUITES_tensorflow ?= tensorflow/tests
 .PHONY: test $(foreach f,$(FAMILIES),test-$(f) test-$(f)-host test-$(f)-container)
 test: $(addprefix test-,$(FAMILIES))
 
 $(addprefix test-,$(FAMILIES)): test-%: test-%-host test-%-container
 
 $(addsuffix -host,$(addprefix test-,$(FAMILIES))): test-%-host: .venv/%/.installed
-	SMSERVE_TEST_FAMILY=$* .venv/$*/bin/python -m pytest tests/unit tests/contract tests/robustness $*/tests $(PYTEST_ARGS)
+	SMSERVE_TEST_FAMILY=$* .venv/$*/bin/python -m pytest $(or $(HOST_SUITES_$*),$(HOST_SUITES)) $*/tests $(PYTEST_ARGS)
 
 $(addsuffix -container,$(addprefix test-,$(FAMILIES))): test-%-container: .venv/%/.installed .venv/sdk/.installed
 	$(MAKE) image FAMILY=$* VARIANT=cpu
 	SMSERVE_TEST_FAMILY=$* SMSERVE_TEST_SKIP_BUILD=1 .venv/$*/bin/python -m pytest tests/container $(PYTEST_ARGS)
 	SMSERVE_TEST_FAMILY=$* SMSERVE_TEST_TARGET=container \
 	  SMSERVE_TEST_IMAGE=$$($(HOSTPY) scripts/build_image.py --family $* --variant cpu --print-tag) \
-	  .venv/$*/bin/python -m pytest tests/contract $*/tests -m "not slow" $(PYTEST_ARGS)
+	  .venv/$*/bin/python -m pytest $(or $(CONTRACT_SUITES_$*),$(CONTRACT_SUITES)) $*/tests -m "not slow" $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------------------
 # Benchmark: smserve vs sagemaker-inference 1.10.1 on Multi Model Server 1.1.11

@@ -270,7 +270,12 @@ def decode_npz(body: bytes | str) -> Any:
         raise BadRequest(f"malformed NPZ data: {exc}") from None
     try:
         if "format" in members and {"data", "shape"} <= set(members):
-            import scipy.sparse
+            try:
+                import scipy.sparse
+            except ImportError:
+                raise UnsupportedMediaType("this NPZ body is a scipy sparse matrix, and scipy is not installed in "
+                                           "this image: send the dense arrays, or add scipy to "
+                                           "code/requirements.txt") from None
             return scipy.sparse.load_npz(io.BytesIO(body))
         with np.load(io.BytesIO(body), allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}

@@ -216,14 +216,19 @@ def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = 
         log_level = logging.INFO
     log_format = parse_choice("SMSERVE_LOG_FORMAT", env.get("SMSERVE_LOG_FORMAT") or "text", ("text", "json"))
 
-    workers_hit = _first(env, ("SAGEMAKER_MODEL_SERVER_WORKERS", *legacy("DEFAULT_WORKERS_PER_MODEL"), *fenv.worker_vars))
+    workers_hit = _first(env, (*fenv.preferred_worker_vars, "SAGEMAKER_MODEL_SERVER_WORKERS",
+                               *legacy("DEFAULT_WORKERS_PER_MODEL"), *fenv.worker_vars))
     workers = Sourced(parse_int(workers_hit[0], workers_hit[1], 1), workers_hit[0]) if workers_hit else None
 
     batch = boolean("SAGEMAKER_BATCH", False)
     timeout_hit = _first(env, ("SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS", "SAGEMAKER_MODEL_SERVER_TIMEOUT",
-                               *legacy("DEFAULT_RESPONSE_TIMEOUT"), *fenv.timeout_vars))
+                               *legacy("DEFAULT_RESPONSE_TIMEOUT")))
+    family_timeouts = [(parse_seconds(name, env[name]), name) for name in fenv.timeout_vars
+                       if env.get(name) and env[name].strip()]
     if timeout_hit:
         request_timeout = Sourced(parse_seconds(*timeout_hit), timeout_hit[0])
+    elif family_timeouts:
+        request_timeout = Sourced(*max(family_timeouts))
     elif batch:
         request_timeout = Sourced(DEFAULT_BATCH_TIMEOUT, "default for SAGEMAKER_BATCH")
     else:
@@ -264,11 +269,13 @@ def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = 
     # while one runs, so the worker gets at least two batches' worth of predict threads
     batch_size = integer("SMSERVE_BATCH_SIZE", 1, 1)
     batch_delay_ms = parse_milliseconds("SMSERVE_BATCH_DELAY_MS", env.get("SMSERVE_BATCH_DELAY_MS") or "5")
-    worker_threads = requested_threads = integer("SMSERVE_WORKER_THREADS", 1, 1)
+    threads_hit = _first(env, (*fenv.thread_vars, "SMSERVE_WORKER_THREADS"))
+    worker_threads = requested_threads = \
+        parse_int(threads_hit[0], threads_hit[1], 1) if threads_hit else fenv.default_worker_threads
     if batch_size > 1:
         worker_threads = max(requested_threads, 2 * batch_size)
-    if env.get("SMSERVE_WORKER_THREADS") and worker_threads > requested_threads:
-        notices.append((logging.INFO, f"SMSERVE_WORKER_THREADS raised to {2 * batch_size} "
+    if threads_hit and worker_threads > requested_threads:
+        notices.append((logging.INFO, f"{threads_hit[0]} raised to {2 * batch_size} "
                                       f"(2 x SMSERVE_BATCH_SIZE={batch_size}): each request waiting for its batch "
                                       f"holds a predict thread"))
 

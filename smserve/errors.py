@@ -44,6 +44,7 @@ class ServingError(Exception):
     error_type = "InternalServerError"
     request_bytes = 0  # body bytes read before the error, for the access log and metrics
     close_connection = False  # answered before the body was read: the connection cannot be reused
+    body_fields: dict | None = None  # family fields added to the error body (TF Serving's "error")
 
     def __init__(self, message: str, *, status: int | None = None, error_type: str | None = None):
         super().__init__(message)
@@ -166,8 +167,10 @@ def classify(exc: BaseException, stage: str | None) -> tuple[int, str, str]:
 
 
 def error_body(status: int, error_type: str, message: str, request_id: str, exc: BaseException | None = None,
-               debug: bool = False) -> bytes:
+               debug: bool = False, fields: dict | None = None) -> bytes:
     body = {"code": status, "type": error_type, "message": message, "request_id": request_id}
+    if fields:
+        body.update(fields)
     if debug and exc is not None:
         body["traceback"] = "".join(traceback.format_exception(exc))
     return json.dumps(body).encode()

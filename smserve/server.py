@@ -375,7 +375,8 @@ class App:
             log.error("%s: %s", exc.error_type, printable(exc.message), extra={"kv": kv})
         else:
             log.info("%s %s: %s", exc.status, exc.error_type, printable(exc.message), extra={"kv": kv})
-        body = error_body(exc.status, exc.error_type, exc.message, request_id, original, self.settings.debug)
+        body = error_body(exc.status, exc.error_type, exc.message, request_id, original, self.settings.debug,
+                          exc.body_fields)
         extra = list(echo)
         if exc.status == 503:
             extra.append((b"retry-after", b"1"))

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 BOOTING, LOADING, SERVING, DRAINING = 0, 1, 2, 3
 STARTING, READY, BUSY, RESTARTING, FAILED, STOPPED = 0, 1, 2, 3, 4, 5
 STATE_NAMES = {STARTING: "starting", READY: "ready", BUSY: "busy", RESTARTING: "restarting"}
-_GLOBAL = 2  # phase, worker count
+_GLOBAL = 3  # phase, worker count, sidecars serving (-1: the family has none)
 _SLOT = 3  # state, busy_since, pid
 EXIT_LOAD_FAILED = 4  # a worker's exit status for "the model could not be loaded", not a crash
 
@@ -36,6 +36,7 @@ class SharedState:
         self.standin_slot = workers
         self._values = multiprocessing.RawArray("d", _GLOBAL + _SLOT * (workers + 1))
         self._values[1] = workers
+        self._values[2] = -1
 
     # ---- phase (supervisor writes, workers read)
     @property
@@ -45,6 +46,14 @@ class SharedState:
     @phase.setter
     def phase(self, value: int) -> None:
         self._values[0] = value
+
+    # ---- family backend processes (sidecars.py; supervisor writes, workers read)
+    def set_sidecars_serving(self, count: int) -> None:
+        self._values[2] = count
+
+    def sidecars_serving(self) -> int:
+        """-1 when the family runs none."""
+        return int(self._values[2])
 
     # ---- per worker slot
     def _at(self, slot: int, field: int) -> int:
@@ -67,8 +76,8 @@ class SharedState:
         self._values[self._at(slot, 2)] = pid
 
     def ready(self) -> bool:
-        """/ping is 200: the boot finished and at least one worker can serve."""
-        if self.phase != SERVING:
+        """/ping is 200: the boot finished, a worker can serve and, where the family runs backends, one serves."""
+        if self.phase != SERVING or self._values[2] == 0:
             return False
         return any(self.worker_state(i) in (READY, BUSY) for i in range(self.workers))
 

@@ -9,6 +9,7 @@ The framework is imported once by the zygote (zygote.py), which forks the worker
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 from . import __version__, layout as layout_mod, logs, requirements, zygote as zygote_mod
+from .sidecars import Sidecars, kill_and_reap, signal_quietly as _signal
 from .config import Settings
 from .errors import StartupError
 from .families import resolve_family
@@ -57,6 +59,7 @@ class Supervisor:
         self.run_dir = Path(tempfile.mkdtemp(prefix="smserve-"))
         self.metrics = None
         self.zygote: zygote_mod.Zygote | None = None
+        self.sidecars = Sidecars((), lambda count: None)
 
     # ------------------------------------------------------------ boot
     def run(self) -> int:
@@ -69,6 +72,7 @@ class Supervisor:
             return exc.exit_status
         finally:
             self._stop_workers()
+            self.sidecars.stop(1.0)
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _on_signal(self, signum, frame) -> None:
@@ -97,6 +101,17 @@ class Supervisor:
         self._summary(layout, plan)
 
         self.state = SharedState(plan.workers)
+        # the family's backends (sidecars.py) load the models while requirements install and workers start; they
+        # see the image's packages only, like AWS's tensorflow_model_server
+        specs = self.family.sidecars(s, layout, plan, self.run_dir)
+        if specs:
+            self.sidecars = Sidecars(specs, self.state.set_sidecars_serving)
+            self.sidecars.start()
+        if layout.requirements and self.family.requirements_skipped_with_lib and (layout.code_dir / "lib").is_dir():
+            log.warning("%s is not installed: %s exists (the %s family installs requirements only without "
+                        "code/lib, as AWS's image does); put the packages in code/lib or remove it",
+                        layout.requirements, layout.code_dir / "lib", self.family.display_name)
+            layout = dataclasses.replace(layout, requirements=None)
         install = layout.requirements is not None and not s.skip_requirements
         prefix = self.run_dir / "requirements"
         site_dirs = (str(requirements.site_dir(prefix)),) if install else ()
@@ -251,6 +266,8 @@ class Supervisor:
             if pid == 0:
                 break
             slot = self.pids.pop(pid, None)
+            if slot is None and self.sidecars.claim(pid, status):
+                continue
             if slot is None:  # the zygote, or an orphan of the user's code adopted by this subreaper
                 if self.zygote is not None and pid == self.zygote.pid:
                     if self.stop_signal is None:
@@ -277,6 +294,10 @@ class Supervisor:
         while True:
             if self.stop_signal is not None:
                 return self._drain()
+            for name, code in self.sidecars.poll():
+                log.error("%s exited with status %s while loading the models (its log is above); stopping. Fix the "
+                          "model and restart the container", name, code)
+                return 1
             for slot, code, pid in self._reap():
                 if retries > 0:
                     retries -= 1
@@ -288,10 +309,11 @@ class Supervisor:
                     f"exited with status {code} while loading"
                 log.error("worker %d %s; stopping. Fix the model or code and restart the container", slot, reason)
                 return 1
-            if self.state.all_ready():
+            if self.state.all_ready() and self.sidecars.all_ready():
                 return None
             if time.monotonic() > deadline:
                 missing = [f"worker-{i}" for i in range(self.state.workers) if self.state.worker_state(i) != READY]
+                missing += self.sidecars.not_ready()
                 log.error("startup did not finish within SAGEMAKER_STARTUP_TIMEOUT=%g s; not ready: %s",
                           self.settings.startup_timeout, ", ".join(missing))
                 return 1
@@ -304,6 +326,8 @@ class Supervisor:
         oom_seen = _oom_kills()
         while self.stop_signal is None:
             now = time.monotonic()
+            if self.sidecars:
+                self.sidecars.poll()
             for slot, code, pid in self._reap():
                 if pid in self.killed_hung:
                     reason = "hung"
@@ -369,6 +393,8 @@ class Supervisor:
             log.warning("workers %s still running after SMSERVE_GRACEFUL_TIMEOUT=%g s; killing them",
                         sorted(self.pids.values()), self.settings.graceful_timeout)
         self._stop_workers()
+        # the backends last: every request the workers still answered had its backend
+        self.sidecars.stop(max(1.0, deadline - time.monotonic()))
         log.info("stopped")
         return 0
 
@@ -379,20 +405,9 @@ class Supervisor:
 
     def _stop_workers(self) -> None:
         self.stopping = True
+        self.sidecars.stopping = True
         self._stop_zygote()
-        for pid in list(self.pids):
-            _signal(pid, signal.SIGKILL)
-        end = time.monotonic() + 5
-        while self.pids and time.monotonic() < end:
-            self._reap()
-            time.sleep(0.01)
-
-
-def _signal(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
+        kill_and_reap(lambda: list(self.pids), self._reap)
 
 
 def serve(settings: Settings) -> int:

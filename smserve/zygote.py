@@ -47,6 +47,11 @@ def set_process_name(name: bytes) -> bool:
     return _prctl(_PR_SET_NAME, ctypes.c_char_p(name[:15]))
 
 
+def die_with_parent(signum: int) -> bool:
+    """The kernel sends `signum` to this process when the process that forked it exits, however it exits."""
+    return _prctl(_PR_SET_PDEATHSIG, signum)
+
+
 def become_subreaper() -> bool:
     """Orphans below the supervisor (the workers the zygote's middle process leaves) become its children."""
     return _prctl(_PR_SET_CHILD_SUBREAPER, 1)

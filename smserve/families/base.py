@@ -37,7 +37,11 @@ class FamilyEnv:
 
     legacy_prefix: str  # "TS" (TorchServe), "MMS", or "" for none: prefix of the payload/timeout/worker aliases
     worker_vars: tuple[str, ...] = ()  # family worker-count variables, after SAGEMAKER_MODEL_SERVER_WORKERS and aliases
-    timeout_vars: tuple[str, ...] = ()  # family deadline variables, after SAGEMAKER_MODEL_SERVER_TIMEOUT*
+    timeout_vars: tuple[str, ...] = ()  # family deadline variables, after SAGEMAKER_MODEL_SERVER_TIMEOUT*; the
+    # largest of those set wins (AWS's TF image raises nginx's proxy timeout to gunicorn's)
+    preferred_worker_vars: tuple[str, ...] = ()  # family worker-count variables that win over the core's
+    thread_vars: tuple[str, ...] = ()  # predict threads per worker, before SMSERVE_WORKER_THREADS
+    default_worker_threads: int = 1  # handlers that mostly wait on a backend want more than one
     informational_vars: tuple[str, ...] = ()  # accepted and logged, no effect
     options: tuple[FamilyOption, ...] = ()
 
@@ -55,6 +59,7 @@ class Family:
     context_rule: str = CONTEXT_BY_ARITY
     descend_single_directory: bool = True
     expected_files: str = ""  # for "model dir empty" and missing-file errors
+    requirements_skipped_with_lib = False  # AWS's TF image skips code/requirements.txt when code/lib exists
     requirement_constraints: tuple[str, ...] = ()  # pins kept during user requirements installs
     constraint_reason: str = ""
     thread_env: tuple[tuple[str, str], ...] = ()  # extra per-worker variables set unless the user set them
@@ -73,6 +78,13 @@ class Family:
             return metadata.version(self.framework_distribution)
         except metadata.PackageNotFoundError:
             return "not installed"
+
+    # ---- supervisor side: never imports the framework
+    def sidecars(self, settings: Settings, layout: Any, plan: Any, run_dir: Any) -> tuple:
+        """The backend processes this family serves through (sidecars.SidecarSpec), started before the workers;
+        none for families whose workers run the model themselves. A family may keep what it planned here on
+        itself: workers are forked after this call."""
+        return ()
 
     # ---- worker side: may import the framework
     def configure_threads(self, threads: int) -> None:

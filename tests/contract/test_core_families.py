@@ -63,7 +63,7 @@ def test_layout_3_several_installed_families_without_smserve_family_stop_with_on
 
 
 @host_only
-@pytest.mark.parametrize("skeleton", ["tensorflow", "neo"])
+@pytest.mark.parametrize("skeleton", ["neo"])
 def test_layout_1_skeleton_family_refuses_to_serve(serve, tmp_path, skeleton):
     line = startup_line(serve, tmp_path, {"SMSERVE_FAMILY": skeleton, "PYTHONPATH": str(REPO / skeleton)})
     assert "not implemented in this smserve release (skeleton only)" in line, line

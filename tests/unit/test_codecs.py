@@ -255,6 +255,7 @@ def test_npz_savez_is_dict():
 
 def test_npz_scipy_sparse():
     """core §9.4 / item 72: scipy.sparse.save_npz archive → the sparse matrix."""
+    scipy = pytest.importorskip("scipy", reason="scipy is not in this family's image (TensorFlow)")
     import scipy.sparse
     matrix = scipy.sparse.csr_matrix(np.array([[0, 1.5], [2, 0]]))
     out = io.BytesIO()
@@ -262,6 +263,17 @@ def test_npz_scipy_sparse():
     got = codecs.decode_npz(out.getvalue())
     assert scipy.sparse.issparse(got)
     np.testing.assert_array_equal(got.toarray(), matrix.toarray())
+
+
+def test_npz_sparse_without_scipy_is_415_naming_scipy(monkeypatch):
+    """An image without scipy (TensorFlow) answers a sparse NPZ with a clear 415, not a 500."""
+    out = io.BytesIO()
+    np.savez(out, format=np.array("csr"), data=np.ones(2), indices=np.arange(2), indptr=np.arange(3),
+             shape=np.array([2, 2]))
+    monkeypatch.setitem(__import__("sys").modules, "scipy", None)
+    monkeypatch.setitem(__import__("sys").modules, "scipy.sparse", None)
+    with pytest.raises(UnsupportedMediaType, match="scipy is not installed"):
+        codecs.decode_npz(out.getvalue())
 
 
 def test_npz_object_member_rejected():
