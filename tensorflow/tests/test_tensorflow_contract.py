@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -498,7 +499,8 @@ def test_tf_47_two_instances_both_receive_traffic(saved_models, tmp_path, serve)
     for _ in range(6):
         assert predictions(server.post(data="[1.0]")) == [[3.5]]
     assert len(set(server_rest_ports(server.logs()))) == 2
-    server.stop()  # each built-in backend logs how many requests it answered when it stops
+    server.signal(signal.SIGTERM)  # each built-in backend logs how many requests it answered when it stops
+    assert server.wait_exit(60) == 0
     served = [int(n) for n in re.findall(r"backend served (\d+) inference requests", server.logs())]
     assert len(served) == 2 and all(n > 0 for n in served), server.logs()[-3000:]
 

@@ -11,9 +11,13 @@ import time
 from pathlib import Path
 
 import boto3
+import pytest
 
 from ..models import make_dir, write_code
-from .conftest import docker, free_port
+from .conftest import FAMILY, docker, free_port
+
+pytestmark = pytest.mark.skipif(FAMILY == "tensorflow", reason="these archives hold model_fn/transform_fn scripts; "
+                                "the TensorFlow family serves SavedModels (test_tensorflow_contract.py)")
 
 DOUBLER = '''
 import json
