@@ -3,7 +3,9 @@ without click."""
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -125,12 +127,28 @@ def local(source: Path, family: str | None, image: str | None, instance_type: st
         extracted = f"; rm -r {endpoint.workdir}" if endpoint.workdir else ""
         click.echo(f"stop it with: docker rm -f {endpoint.container.name}{extracted}")
         return
+    # Ctrl-C / SIGTERM only set an event: a KeyboardInterrupt raised inside the Docker SDK's log stream can be
+    # swallowed there (the stream then follows forever and the endpoint never stops). The log is followed on a
+    # daemon thread, which also ends the wait when the container exits.
+    stop = threading.Event()
+    handlers = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def follow() -> None:
+        try:
+            for chunk in endpoint.container.logs(stream=True, follow=True, since=int(time.time())):
+                click.echo(chunk.decode("utf-8", "replace"), nl=False)
+        except Exception:  # noqa: BLE001 - the engine closed the stream; the endpoint is stopped below
+            pass
+        finally:
+            stop.set()
+
+    threading.Thread(target=follow, name="container-log", daemon=True).start()
     try:
-        for chunk in endpoint.container.logs(stream=True, follow=True, since=int(time.time())):
-            click.echo(chunk.decode("utf-8", "replace"), nl=False)
-    except KeyboardInterrupt:
-        pass
+        while not stop.wait(0.5):
+            pass
     finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
         click.echo("stopping")
         endpoint.stop()
 
