@@ -30,6 +30,8 @@ class SidecarSpec:
     argv: tuple[str, ...]
     probe: Callable[[], bool]  # True once it serves; cheap, bounded by its own short timeout
     env: Mapping[str, str] = field(default_factory=dict)  # set on top of the supervisor's environment
+    ready_timeout: float | None = None  # a family's own bound on the first start (else the startup timeout)
+    ready_timeout_source: str = ""  # the variable that set it, for the error
 
 
 @dataclass
@@ -89,6 +91,12 @@ class Sidecars:
 
     def not_ready(self) -> list[str]:
         return [r.spec.name for r in self._all if not r.ready]
+
+    def overdue(self) -> list[SidecarSpec]:
+        """Sidecars still not serving after their own ready timeout."""
+        now = time.monotonic()
+        return [r.spec for r in self._all if not r.ready and r.pid is not None and r.spec.ready_timeout is not None
+                and now - r.started > r.spec.ready_timeout]
 
     def claim(self, pid: int, status: int) -> bool:
         """The supervisor reaped `pid`: True when it was a sidecar (then it is restarted after a back-off)."""

@@ -298,6 +298,10 @@ class Supervisor:
                 log.error("%s exited with status %s while loading the models (its log is above); stopping. Fix the "
                           "model and restart the container", name, code)
                 return 1
+            for spec in self.sidecars.overdue():
+                log.error("%s did not serve every model within %g s (%s); stopping", spec.name, spec.ready_timeout,
+                          spec.ready_timeout_source)
+                return 1
             for slot, code, pid in self._reap():
                 if retries > 0:
                     retries -= 1

@@ -45,9 +45,11 @@ class BackendPlan:
     envs: tuple[dict[str, str], ...]
     context_timeout: float
     local_channel: bool  # the front may use the local channel when it has no handler code
+    wait_time: float | None  # SAGEMAKER_TFS_WAIT_TIME_SECONDS: bounds the backends' first load when set
 
     def sidecar_specs(self) -> tuple[SidecarSpec, ...]:
-        return tuple(SidecarSpec(f"tfs-{i.index}", argv, _probe(i.rest_port, self.models), env)
+        return tuple(SidecarSpec(f"tfs-{i.index}", argv, _probe(i.rest_port, self.models), env,
+                                 self.wait_time, "SAGEMAKER_TFS_WAIT_TIME_SECONDS")
                      for i, argv, env in zip(self.instances, self.argvs, self.envs))
 
 
@@ -145,7 +147,7 @@ def plan_backends(settings, layout, run_dir: Path, gpu_count: int = 0) -> Backen
     wait = options["SAGEMAKER_TFS_WAIT_TIME_SECONDS"]
     return BackendPlan(kind, models, default_model, instances, tuple(argvs), tuple(envs),
                        DEFAULT_CONTEXT_TIMEOUT if wait is None else wait,
-                       kind == "builtin" and options["SMSERVE_TF_LOCAL_CHANNEL"])
+                       kind == "builtin" and options["SMSERVE_TF_LOCAL_CHANNEL"], wait)
 
 
 def _text(value) -> str | None:

@@ -555,3 +555,12 @@ def test_tf_backend_killed_is_restarted_and_ping_recovers(saved_models, tmp_path
     assert saw_503
     assert predictions(server.post(data="[1.0]")) == [[3.5]]
     assert "exited with status" in server.logs()
+
+
+def test_tf_wait_time_bounds_the_backends_first_load(saved_models, tmp_path, serve):
+    """§3: startup waits for every version on every instance, bounded by SAGEMAKER_TFS_WAIT_TIME_SECONDS when set
+    (the built-in backend alone needs ~3 s to import TensorFlow, so 0.5 s cannot be met)."""
+    server = serve(model_dir(saved_models, tmp_path), tf_env(SAGEMAKER_TFS_WAIT_TIME_SECONDS="0.5"), ready=False)
+    code, logs = server.wait_failed_start(60)
+    assert code == 1
+    assert "tfs-0 did not serve every model within 0.5 s (SAGEMAKER_TFS_WAIT_TIME_SECONDS)" in logs
