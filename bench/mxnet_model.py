@@ -10,9 +10,9 @@
 """
 import json
 import os
-import statistics
 import sys
-import time
+
+from proc import time_calls
 
 
 def build(model_dir, body):
@@ -64,18 +64,7 @@ def predict(model_dir, body, n):
 
 
 def timed(call, n):
-    for _ in range(min(n, 2000)):
-        call()
-    samples = []
-    pc = time.perf_counter
-    for _ in range(n):
-        t0 = pc()
-        call()
-        samples.append((pc() - t0) * 1e6)
-    samples.sort()
-    q = lambda p: samples[min(len(samples) - 1, int(p * len(samples)))]  # noqa: E731
-    print(json.dumps({"p50_us": q(0.5), "p90_us": q(0.9), "p99_us": q(0.99), "mean_us": statistics.mean(samples),
-                      "n": n}))
+    print(json.dumps(time_calls(call, n)))
 
 
 if __name__ == "__main__":

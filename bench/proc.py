@@ -1,10 +1,12 @@
-"""Process and machine accounting shared by the benchmark drivers (bench/run.py, bench/layers/run.py):
-free loopback ports, a session's processes, CPU time from /proc. Standard library only: the drivers run under
-the host's python3."""
+"""Process and machine accounting shared by the benchmark drivers (bench/run.py, bench/layers/run.py,
+bench/run_tensorflow.py): free loopback ports, a session's processes, CPU time from /proc, and the timing loop of
+the in-process model-call helpers. Standard library only: the drivers run under the host's python3."""
 import os
 import random
 import socket
+import statistics
 import sys
+import time
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -20,15 +22,26 @@ def envlist(name, default):
 def free_port():
     """A free 127.0.0.1 port below 32767: MMS 1.1.11 rejects higher ports ("Invalid port number"),
     so the kernel's ephemeral range (32768+) cannot be used; the same rule applies to every server."""
+    return free_port_block(1)
+
+
+def free_port_block(size):
+    """The first of `size` consecutive free 127.0.0.1 ports in 20000-32700 (the free_port rule): the TensorFlow
+    family's backends take theirs from SAGEMAKER_SAFE_PORT_RANGE, which must not collide with anything running."""
     for _ in range(200):
-        port = random.randrange(20000, 32700)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-32700")
+        low = random.randrange(20000, 32700 - size)
+        if all(_bindable(port) for port in range(low, low + size)):
+            return low
+    raise RuntimeError("no %d free consecutive ports in 20000-32700" % size)
+
+
+def _bindable(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def _stat_fields(pid):
@@ -69,3 +82,19 @@ def procs_cpu_s(pids):
         except OSError:
             pass
     return total / TICK
+
+
+def time_calls(call, n):
+    """p50/p90/p99/mean (us) of `call()` over n calls after min(n, 2000) warm-up calls (first-call tracing, caches):
+    the in-process floor the servers' end-to-end latency is compared with."""
+    for _ in range(min(n, 2000)):
+        call()
+    samples = []
+    pc = time.perf_counter
+    for _ in range(n):
+        t0 = pc()
+        call()
+        samples.append((pc() - t0) * 1e6)
+    samples.sort()
+    q = lambda p: samples[min(len(samples) - 1, int(p * len(samples)))]  # noqa: E731
+    return {"p50_us": q(0.5), "p90_us": q(0.9), "p99_us": q(0.99), "mean_us": statistics.mean(samples), "n": n}

@@ -265,6 +265,9 @@ class Server:
 
 
 def close(got, expected):
+    if isinstance(expected, dict):  # TF Serving's {"predictions": ...}: float32 values compared with tolerance
+        return isinstance(got, dict) and got.keys() == expected.keys() and all(close(got[k], v)
+                                                                                  for k, v in expected.items())
     if isinstance(expected, list):
         return isinstance(got, list) and len(got) == len(expected) and all(close(g, e) for g, e in zip(got, expected))
     if isinstance(expected, (int, float)):

@@ -188,9 +188,10 @@ def prepare_context(row: dict) -> None:
             break
     else:
         (EXTRA / "LICENSE").unlink(missing_ok=True)
-    shutil.rmtree(neuron_dir)
-    neuron_dir.mkdir()
-    (neuron_dir / ".keep").write_text("")
+    for extra in (neuron_dir, EXTRA / "tfs"):  # emptied for every build: only the row that asks fills them
+        shutil.rmtree(extra, ignore_errors=True)
+        extra.mkdir()
+        (extra / ".keep").write_text("")
 
 
 def ensure_dockerignore() -> None:
@@ -345,6 +346,13 @@ def _build_locked(matrix: dict, row: dict, args, neuron: Path | None, base: str,
     prepare_context(row)
     if neuron:
         shutil.copytree(neuron, EXTRA / "neuron", dirs_exist_ok=True)
+    tfs_binary = args.tfs_binary or os.environ.get("SMSERVE_TFS_BINARY") if family == "tensorflow" else None
+    if tfs_binary:
+        binary = Path(tfs_binary).resolve()
+        if not binary.is_file() or not os.access(binary, os.X_OK):
+            log(f"{name}: --tfs-binary {binary} is not an executable file")
+            return 2
+        shutil.copy2(binary, EXTRA / "tfs" / "tensorflow_model_server")
     ensure_dockerignore()
 
     epoch = os.environ.get("SOURCE_DATE_EPOCH") or git("log", "-1", "--format=%ct") or str(int(time.time()))
@@ -358,6 +366,8 @@ def _build_locked(matrix: dict, row: dict, args, neuron: Path | None, base: str,
         build_args.update({"SMSERVE_VERSION": smserve_version(), "VCS_REF": rev, "CREATED": created,
                            "SOURCE_URL": os.environ.get("SMSERVE_SOURCE_URL", SOURCE_URL)})
     labels = dict(row.get("labels", {}))
+    if family == "tensorflow" and not is_inf1:  # images.md §3: which TF Serving backend the image runs
+        labels["ai.smserve.tf-backend"] = "tfs" if tfs_binary else "builtin"
     if is_inf1:
         labels["ai.smserve.neuron"] = "present" if neuron else "absent"
         labels["ai.smserve.variant"] = "inf1"
@@ -416,6 +426,8 @@ def main() -> int:
     ap.add_argument("--print-tag", action="store_true", help="print the row's full tag and exit")
     ap.add_argument("--neuron-dir", help="inf1: operator-supplied Neuron package directory")
     ap.add_argument("--stub", action="store_true", help="inf1: build a stub without Neuron packages")
+    ap.add_argument("--tfs-binary", help="tensorflow: an operator-supplied tensorflow_model_server binary to include "
+                                         "(also SMSERVE_TFS_BINARY); without it the image runs the built-in backend")
     ap.add_argument("--no-cache", action="store_true")
     ap.add_argument("--pull", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -204,6 +204,20 @@ def test_images_12_torch_cpu_build(image):
     assert r.stdout.split() == ["2.13.0+cpu", "None"]
 
 
+@only["tensorflow"]
+def test_images_14_tensorflow_serving_apis_and_backend_label(image, labels):
+    """images.md item 14: the stubs import, TensorFlow runs, no Pillow (tensorflow.md §4), and the backend label
+    says whether a tensorflow_model_server binary was built in."""
+    r = sh(image, "python -c 'import tensorflow_serving.apis.prediction_service_pb2_grpc, tensorflow as tf; "
+                  "print(tf.__version__, float(tf.reduce_sum(tf.ones((2, 2)))))' 2>/dev/null; "
+                  "python -c 'import PIL' 2>/dev/null && echo pillow || echo no-pillow; "
+                  "command -v tensorflow_model_server || echo no-binary")
+    assert r.returncode == 0, r.stderr
+    version, total, pillow, binary = r.stdout.split()
+    assert (version, total, pillow) == ("2.21.0", "4.0", "no-pillow"), r.stdout
+    assert labels["ai.smserve.tf-backend"] == ("builtin" if binary == "no-binary" else "tfs"), (labels, binary)
+
+
 @only["mxnet"]
 def test_images_13_mxnet_imports_with_numpy_1_23_5(image):
     """images §6 item 13 (mxnet.md §10): numpy is 1.23.5 and `import mxnet` works; an NDArray computes."""
