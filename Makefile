@@ -159,3 +159,18 @@ bench-layers:
 .PHONY: bench-mxnet
 bench-mxnet: bench-peer-setup
 	python3 bench/run_mxnet.py
+
+# ---------------------------------------------------------------------------
+# TensorFlow family benchmark (bench/run_tensorflow.py): half_plus_three and a dense MLP 64-256-256-10
+# (SavedModels built into a temp dir) through the default conversion path (local channel, and
+# SMSERVE_TF_LOCAL_CHANNEL=false), an input_handler/output_handler pair and backend batching, at 1/2
+# workers x 1/8 connections, against the SavedModel signature called directly in the same run.
+# Creates .venv/tensorflow when missing; needs wrk (installed from Debian when missing).
+# Knobs: BENCH_DURATION (s, default 10), BENCH_TF_ARGS (e.g. --quick, --sections default,batching,
+# --json PATH, --strict). Not a CI gate.
+# ---------------------------------------------------------------------------
+.PHONY: bench-tensorflow
+bench-tensorflow:
+	scripts/bench-peer-setup.sh --wrk-only
+	test -x .venv/tensorflow/bin/smserve || $(MAKE) -s .venv/tensorflow/.installed
+	.venv/tensorflow/bin/python bench/run_tensorflow.py $(BENCH_TF_ARGS)

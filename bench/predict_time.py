@@ -11,9 +11,9 @@ Thread count: torch is limited to the threads each server gives a worker (--thre
 import importlib.util
 import json
 import os
-import statistics
 import sys
-import time
+
+from proc import time_calls
 
 
 def main():
@@ -41,18 +41,7 @@ def main():
             with torch.no_grad():
                 return model(x)
 
-    for _ in range(min(n, 2000)):  # warm-up (TorchScript profiling runs, caches)
-        call()
-    samples = []
-    pc = time.perf_counter
-    for _ in range(n):
-        t0 = pc()
-        call()
-        samples.append(pc() - t0)
-    samples.sort()
-    q = lambda p: samples[min(len(samples) - 1, int(p * len(samples)))] * 1e6  # noqa: E731
-    print(json.dumps({"n": n, "p50_us": q(0.50), "p90_us": q(0.90), "p99_us": q(0.99),
-                      "mean_us": statistics.fmean(samples) * 1e6, "threads": threads or None}))
+    print(json.dumps({**time_calls(call, n), "threads": threads or None}))
 
 
 if __name__ == "__main__":

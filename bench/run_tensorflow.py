@@ -33,7 +33,6 @@ import re
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -152,6 +151,11 @@ def run_server(run: dict, built: dict, dirs: dict, duration: int, warmup: int, t
     cells, error = [], None
     try:
         srv.wait_ready(model["body"], model["expected"])
+        if run["batching"]:  # the backend got the batching file: a misspelt variable would measure "off" twice
+            want = "max_batch_size { value: %s }" % BATCHING["SAGEMAKER_TFS_MAX_BATCH_SIZE"]
+            with open(srv.log_path, errors="replace") as f:
+                if want not in f.read():
+                    raise RuntimeError("batching asked for, but %r is not in the server log" % want)
         for connections in run["connections"]:
             load = measure(srv, connections, model["body"], duration, warmup)
             cells.append(cell(run, connections, load))
@@ -342,7 +346,7 @@ def main() -> int:
             "server per (section, model, workers); overhead = e2e p50 - direct-call p50 at 1 connection%s" % (
                 duration, warmup, "; --quick" if args.quick else ""), ""]
     table = report(floor, cells, checks)
-    print("\n".join(head) + table)
+    print("\n".join(head) + "\n" + table)
     path = args.json or os.path.join(bench.BENCH, "results", started.strftime("%Y-%m-%dT%H%M%SZ") + "-tensorflow.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
@@ -352,7 +356,8 @@ def main() -> int:
                    "targets": {"overhead_p50_ms": TARGET_OVERHEAD_MS, "batching_ratio": TARGET_BATCHING_RATIO},
                    "batching_env": BATCHING, "floor": floor, "cells": cells, "checks": checks,
                    "table_markdown": table}, f, indent=1)
-    print("\nresults: %s" % os.path.relpath(os.path.abspath(path), ROOT))
+    path = os.path.abspath(path)
+    print("\nresults: %s" % (os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path))
     if any(not c["ok"] for c in cells):
         return 1
     return 1 if args.strict and any(k["ok"] is False for k in checks) else 0

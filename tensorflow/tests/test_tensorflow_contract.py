@@ -564,3 +564,35 @@ def test_tf_wait_time_bounds_the_backends_first_load(saved_models, tmp_path, ser
     code, logs = server.wait_failed_start(60)
     assert code == 1
     assert "tfs-0 did not serve every model within 0.5 s (SAGEMAKER_TFS_WAIT_TIME_SECONDS)" in logs
+
+
+RESPONSE_PROBE = """
+    import json
+    import requests
+
+    def input_handler(data, context):
+        return data.read()
+
+    def output_handler(response, context):
+        try:
+            response.raise_for_status()
+            raised = None
+        except requests.HTTPError as exc:
+            raised = str(exc)
+        return json.dumps({
+            "type": type(response).__module__ + "." + type(response).__name__, "status": response.status_code,
+            "ok": response.ok, "content_type": response.headers["content-type"], "json": response.json(),
+            "text": response.text, "content": response.content.decode(), "raised": raised,
+        }), "application/json"
+"""
+
+
+def test_tf_output_handler_gets_a_requests_response(saved_models, tmp_path, serve):
+    """§4: `response` is a requests.Response with status_code, headers, content, text, ok, json(),
+    raise_for_status(); output_handler sees only 200 answers (a backend error skips it, item 42)."""
+    server = serve(model_dir(saved_models, tmp_path, code={"inference.py": RESPONSE_PROBE}), tf_env())
+    got = server.post(data='{"instances": [1.0]}').json()
+    assert got["type"] == "requests.models.Response" and got["status"] == 200 and got["ok"] is True
+    assert got["content_type"].startswith("application/json") and got["raised"] is None
+    assert got["json"] == {"predictions": [3.5]} and json.loads(got["text"]) == got["json"]
+    assert got["content"] == got["text"]
