@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Measure cold start of a family image: `docker run` -> first 200 from GET /ping (README "Images").
 
-    .venv/<family>/bin/python scripts/coldstart.py [--family pytorch|mxnet] [--image REF] [--runs 5]
+    .venv/<family>/bin/python scripts/coldstart.py [--family pytorch|mxnet|tensorflow] [--image REF] [--runs 5]
         [--requirements] [--workers N] [--env K=V ...] [--versus K=V ...] [--json FILE]
 
 The model is the family's default test model (<family>/tests/<family>_models.py: a TorchScript MLP, an MXNet
-Module checkpoint) mounted read-only; --requirements adds code/requirements.txt (one tiny pure-Python package,
+Module checkpoint, the half_plus_three SavedModel) mounted read-only; --requirements adds code/requirements.txt (one tiny pure-Python package,
 installed inside the container at start-up, needs network access). --versus runs a second configuration (the
 same image with those variables) alternating with the first, run by run, so that both see the same machine.
 Containers run like `make demo`: --network host, --read-only --tmpfs /tmp, --user 1000:1000; each is removed.
@@ -37,13 +37,15 @@ def free_port() -> int:
 
 
 def model_dir(root: Path, family: str, requirements: bool) -> Path:
-    sys.path[:0] = [str(REPO / family / "tests"), str(REPO)]
+    sys.path[:0] = [str(REPO / family / "tests"), str(REPO)]  # also makes bench.proc importable
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        models = importlib.import_module(f"{family}_models")
         d = root / "model"
         d.mkdir()
-        models.write_default_model(d)
+        if family == "tensorflow":  # a SavedModel, half_plus_three with its two versions
+            importlib.import_module("tf_models").half_plus_three(d)
+        else:
+            importlib.import_module(f"{family}_models").write_default_model(d)
     if requirements:
         (d / "code").mkdir()
         (d / "code" / "requirements.txt").write_text("tabulate==0.9.0\n")
@@ -59,6 +61,11 @@ def one_run(image: str, mdir: Path, workers: int | None, env: list[str]) -> floa
            "-v", f"{mdir}:/opt/ml/model:ro", "--read-only", "--tmpfs", "/tmp", "--user", "1000:1000"]
     if workers:
         cmd += ["-e", f"SAGEMAKER_MODEL_SERVER_WORKERS={workers}"]
+    if "tensorflow" in image:  # the backends' ports: a free block instead of TF Serving's fixed 9000/8501
+        from bench.proc import free_port_block
+
+        low = free_port_block(9)
+        cmd += ["-e", f"SAGEMAKER_SAFE_PORT_RANGE={low}-{low + 8}"]
     for assignment in env:
         cmd += ["-e", assignment]
     try:
@@ -84,7 +91,7 @@ def summary(label: str, times: list[float]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--family", default="pytorch", choices=("pytorch", "mxnet"))
+    ap.add_argument("--family", default="pytorch", choices=("pytorch", "mxnet", "tensorflow"))
     ap.add_argument("--image")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--requirements", action="store_true")
