@@ -31,8 +31,9 @@ import numpy as np  # noqa: E402
 import requests  # noqa: E402
 import tf_models  # noqa: E402
 
-from smserve_tensorflow.backend import tensors  # noqa: E402
+from smserve_tensorflow.backend import decimal_text, json_parsing, json_responses, json_values  # noqa: E402
 from smserve_tensorflow.backend.errors import BackendError  # noqa: E402
+from smserve_tensorflow.backend.tensors import RequestFormat  # noqa: E402
 
 TFS_BINARY = "tensorflow_model_server"
 START_TIMEOUT = 120.0
@@ -518,52 +519,52 @@ def test_model_that_fails_to_load_exits_nonzero_with_its_path(tmp_path):
     (float("nan"), "NaN"), (float("inf"), "Infinity"), (float("-inf"), "-Infinity"), (3.4028235e38, "3.40282347e+38"),
 ])
 def test_float_number_text(value, text):
-    assert tensors.format_decimal(value) == text
-    assert tensors._decimal_tokens(np.array([value], dtype=np.float32)) == [text]
+    assert decimal_text.format_decimal(value) == text
+    assert decimal_text.decimal_tokens(np.array([value], dtype=np.float32)) == [text]
 
 
 @pytest.mark.parametrize("value, text", [
     (0.1, "0.1"), (1 / 3, "0.33333333333333331"), (1.0, "1.0"), (1e100, "1e+100"), (2.0**60, "1.152921504606847e+18"),
 ])
 def test_double_number_text_falls_back_to_17_digits(value, text):
-    assert tensors.format_decimal(value, double=True) == text
-    assert tensors._decimal_tokens(np.array([value], dtype=np.float64)) == [text]
+    assert decimal_text.format_decimal(value, double=True) == text
+    assert decimal_text.decimal_tokens(np.array([value], dtype=np.float64)) == [text]
 
 
 def test_vectorised_number_text_matches_one_by_one():
     random_bits = np.random.default_rng(7).integers(0, 2**32, 20000, dtype=np.uint64).astype(np.uint32)
     values = np.concatenate([random_bits.view(np.float32), np.arange(-50, 50, dtype=np.float32) / 8])
-    one_by_one = [tensors.format_decimal(v) for v in values.tolist()]
-    assert tensors._decimal_tokens(values) == one_by_one
-    assert tensors._few_decimal_tokens(values.tolist(), double=False) == one_by_one
+    one_by_one = [decimal_text.format_decimal(v) for v in values.tolist()]
+    assert decimal_text.decimal_tokens(values) == one_by_one
+    assert decimal_text._few_decimal_tokens(values.tolist(), double=False) == one_by_one
 
 
 def test_half_prints_like_float():
-    assert tensors._decimal_tokens(np.array([0.5, 1.0, 0.1], dtype=np.float16)) == ["0.5", "1.0", "0.0999755859"]
+    assert decimal_text.decimal_tokens(np.array([0.5, 1.0, 0.1], dtype=np.float16)) == ["0.5", "1.0", "0.0999755859"]
 
 
 def test_row_layout_is_rapidjson_pretty_writer():
-    single = tensors.predict_response_body({"y": np.array([3.5, 4.0, 5.5], np.float32)}, tensors.RequestFormat.ROW)
+    single = json_responses.predict_response_body({"y": np.array([3.5, 4.0, 5.5], np.float32)}, RequestFormat.ROW)
     assert single == b'{\n    "predictions": [3.5, 4.0, 5.5\n    ]\n}'
-    matrix = tensors.predict_response_body({"y": np.ones((2, 2), np.float32)}, tensors.RequestFormat.ROW)
+    matrix = json_responses.predict_response_body({"y": np.ones((2, 2), np.float32)}, RequestFormat.ROW)
     assert matrix == b'{\n    "predictions": [[1.0, 1.0], [1.0, 1.0]\n    ]\n}'
-    several = tensors.predict_response_body({"a": np.array([1], np.int64), "b": np.array([b"x"], object)},
-                                            tensors.RequestFormat.ROW)
+    several = json_responses.predict_response_body({"a": np.array([1], np.int64), "b": np.array([b"x"], object)},
+                                                   RequestFormat.ROW)
     assert several == (b'{\n    "predictions": [\n        {\n            "a": 1,\n            "b": "x"\n'
                        b'        }\n    ]\n}')
 
 
 def test_columnar_layout_is_rapidjson_pretty_writer():
-    body = tensors.predict_response_body({"y": np.array([3.5, 4.0], np.float32)}, tensors.RequestFormat.COLUMNAR)
+    body = json_responses.predict_response_body({"y": np.array([3.5, 4.0], np.float32)}, RequestFormat.COLUMNAR)
     assert body == b'{\n    "outputs": [\n        3.5,\n        4.0\n    ]\n}'
-    b64 = tensors.predict_response_body({"img_bytes": np.array([b"\x00"], object)}, tensors.RequestFormat.COLUMNAR)
+    b64 = json_responses.predict_response_body({"img_bytes": np.array([b"\x00"], object)}, RequestFormat.COLUMNAR)
     assert b64 == b'{\n    "outputs": [\n        {\n            "b64": "AA=="\n        }\n    ]\n}'
 
 
 def test_error_body_and_results_layout():
-    assert tensors.error_body('a "b"\n') == b'{\n    "error": "a \\"b\\"\\n"\n}'
-    assert tensors.regress_response_body(np.array([3.5, 4.0])) == b'{\n    "results": [3.5, 4.0]\n}'
-    assert tensors.classify_response_body([[b"a"]], np.array([[0.5]])) == (
+    assert json_responses.error_body('a "b"\n') == b'{\n    "error": "a \\"b\\"\\n"\n}'
+    assert json_responses.regress_response_body(np.array([3.5, 4.0])) == b'{\n    "results": [3.5, 4.0]\n}'
+    assert json_responses.classify_response_body([[b"a"]], np.array([[0.5]])) == (
         b'{\n    "results": [[["a", 0.5]]\n    ]\n}')
 
 
@@ -585,19 +586,19 @@ def test_error_body_and_results_layout():
 ])
 def test_parse_errors_match_rapidjson(body, message):
     with pytest.raises(BackendError) as caught:
-        tensors.parse_json_document(body)
+        json_parsing.parse_json_document(body)
     assert caught.value.message == message
     assert caught.value.http_status == 400
 
 
 def test_nan_infinity_and_inf_tokens_parse():
-    document = tensors.parse_json_document(b'{"a": [NaN, Infinity, -Infinity, Inf, -Inf]}')
+    document = json_parsing.parse_json_document(b'{"a": [NaN, Infinity, -Infinity, Inf, -Inf]}')
     values = document["a"]
     assert np.isnan(values[0]) and values[1:] == [float("inf"), float("-inf"), float("inf"), float("-inf")]
 
 
 def test_quoted_values_in_errors_use_rapidjson_text():
-    assert tensors.json_value_text(0.1) == "0.1"
-    assert tensors.json_value_text(1e300) == "1e+300"
-    assert tensors.json_value_text({"a": [1, 2.5, 1e21, None]}) == (
+    assert json_values.json_value_text(0.1) == "0.1"
+    assert json_values.json_value_text(1e300) == "1e+300"
+    assert json_values.json_value_text({"a": [1, 2.5, 1e21, None]}) == (
         '{\n    "a": [\n        1,\n        2.5,\n        1e21,\n        null\n    ]\n}')

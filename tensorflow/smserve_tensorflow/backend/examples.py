@@ -10,12 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from .dtypes import DT_FLOAT, DT_STRING, INT64_MAX, datatype_enum
 from .errors import BackendError, Code, invalid_argument
+from .json_values import document_error, is_json_double, json_type_name
 from .servables import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD, Servable, Signature
-from .tensors import (DT_FLOAT, DT_STRING, datatype_enum, decode_base64_text, document_error, is_base64_object,
-                      is_json_double, json_type_name, shape_text)
-
-_INT64_MAX = 2**63 - 1
+from .tensors import decode_base64_text, is_base64_object, shape_text
 
 
 class _FeatureBuilder:
@@ -53,7 +52,7 @@ class _FeatureBuilder:
             self.values.append(float(value))
         else:
             self._require("int64")
-            if value > _INT64_MAX:
+            if value > INT64_MAX:
                 raise invalid_argument(f"Feature: {self.name} has uint64 element. Only int64 is supported.")
             self.values.append(value)
 

@@ -25,9 +25,9 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      regression_pb2)
 
 from . import examples
+from .dtypes import DT_BFLOAT16, DT_HALF, DT_STRING, datatype_enum, datatype_name
 from .errors import BackendError, Code, code_from_number
 from .servables import CLASSIFY_METHOD, DEFAULT_SIGNATURE, PREDICT_METHOD, REGRESS_METHOD
-from .tensors import DT_BFLOAT16, DT_HALF, DT_STRING, datatype_enum, datatype_name
 
 log = logging.getLogger("smserve.tensorflow.grpc")
 

@@ -18,9 +18,10 @@ import numpy as np
 
 from .errors import BackendError, Code, invalid_argument
 from .examples import classification_results, regression_values, serialized_examples_from_json
+from .json_parsing import parse_json_document
+from .json_responses import classify_response_body, error_body, predict_response_body, regress_response_body
 from .servables import ModelStore, Servable, Signature, ensure_servable_inputs
-from .tensors import (RequestFormat, classify_response_body, error_body, parse_json_document, predict_inputs_from_json,
-                      predict_response_body, regress_response_body, require_object, signature_name_of)
+from .tensors import RequestFormat, predict_inputs_from_json, require_object, signature_name_of
 
 log = logging.getLogger(__name__)
 

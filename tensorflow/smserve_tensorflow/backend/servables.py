@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .dtypes import DT_STRING
 from .errors import BackendError, Code, code_from_number, invalid_argument, not_found
-from .tensors import DT_STRING
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
