@@ -219,7 +219,7 @@ def report(floor: dict, cells: list[dict], checks: list[dict]) -> str:
                       [[m, str(f["n"]), fmt(f["p50_us"] / 1000), fmt(f["p99_us"] / 1000)] for m, f in floor.items()])
     load_header = ["req/s", "p50 ms", "p99 ms", "wrk errors", "non-2xx", "other CPU %"]
     for section, title in (("default", "(a) Default conversion (no code/), local channel"),
-                           ("handler", "(b) input_handler/output_handler (passthrough), HTTP to the backend")):
+                           ("handler", "(b) input_handler/output_handler (passthrough); the front posts to the backend over the local channel")):
         rows = [[c["model"], str(c["workers"]), str(c["connections"]), *load_columns(c), fmt(c["overhead_p50_ms"]),
                  "" if c["connections"] != 1 else "≤ %.2f %s" % (TARGET_OVERHEAD_MS[section],
                                                                  verdict(target_ok(c, section))), status(c)]
