@@ -29,7 +29,9 @@ $(addprefix venv-,$(FAMILIES)): venv-%: .venv/%/.installed
 	test -x .venv/$*/bin/python || $(PYTHON) -m venv .venv/$*
 	.venv/$*/bin/python -m pip install -q -r $*/requirements.txt -r requirements/test.txt $(FRAMEWORK_SPEC_$*)
 	if [ -f $*/requirements-nodeps.txt ]; then .venv/$*/bin/python -m pip install -q --no-deps -r $*/requirements-nodeps.txt; fi
+	if [ -f $*/requirements-test.txt ]; then .venv/$*/bin/python -m pip install -q -r $*/requirements-test.txt; fi
 	.venv/$*/bin/python -m pip install -q --no-deps -e . -e ./$*
+	if [ $* = neo ]; then .venv/neo/bin/python -m smserve_neo.telemetry; fi  # DLR telemetry off, as in the image
 	touch $@
 
 # The SageMaker Python SDK (v2) for the local-mode client tests, in its own venv (requirements/sdk.txt).

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import ConfigError
+from . import neuron
+from .errors import ConfigError, NeuronCoreError
 from .families import FamilyEnv, resolve_family
 
 TRUE_WORDS = {"true", "1", "yes"}
@@ -86,6 +87,26 @@ def parse_port_range(name: str, value: str) -> tuple[int, int]:
     return low, high
 
 
+def parse_group_sizes(name: str, value: str) -> int:
+    """NEURONCORE_GROUP_SIZES -> the NeuronCores one process claims: `2`, a list `2,2` or `[1,2,1]` (one group
+    per entry), or `AxB` (A groups of B cores, tensorflow-neuron's replication form); entries may mix forms."""
+    accepted = "NeuronCore group sizes: an integer >= 1, a list such as 2,2 or [1,2,1], or AxB (4x1: 4 groups of 1)"
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    total = 0
+    for item in text.split(","):
+        count, times, size = item.strip().lower().partition("x")
+        try:
+            groups, cores = (int(count), int(size)) if times else (1, int(count))
+        except ValueError:
+            raise ConfigError(name, value, accepted) from None
+        if groups < 1 or cores < 1:
+            raise ConfigError(name, value, accepted)
+        total += groups * cores
+    return total
+
+
 def parse_choice(name: str, value: str, choices: tuple[str, ...], lower: bool = True) -> str:
     word = value.strip().lower() if lower else value.strip().upper()
     if word not in choices:
@@ -101,6 +122,33 @@ class Sourced:
 
     value: Any
     source: str
+
+
+@dataclass(frozen=True)
+class NeuronSettings:
+    """inf1 variants (neo.md §9.2): the NeuronCore arithmetic, resolved and checked at startup."""
+
+    processes: int  # processes that each claim `cores_per_process` NeuronCores: the workers, or TF's backends
+    process_kind: str  # "workers" or "TF Serving instances"
+    processes_source: str  # "SAGEMAKER_MODEL_SERVER_WORKERS=8", "NEURON_CORE_HOST_TOTAL=4", ...
+    cores_per_process: int  # 0: every NeuronCore of the instance (NEURON_RT_NUM_CORES=0)
+    cores_source: str  # "NeuronCore group size 1 (NEURONCORE_GROUP_SIZES default 1)", ...
+    host_cores: Sourced | None  # NeuronCores of this instance; None when unknown (no variable, no device)
+    devices: tuple[str, ...]  # the /dev/neuron* nodes
+    dev_dir: Path
+    sysfs_root: Path  # where Inferentia PCI devices are counted (tests hand over a fake tree)
+    exports: tuple[tuple[str, str], ...]  # the AWS entrypoint's defaults, exported to the workers and backends
+
+    @property
+    def demand(self) -> int:
+        per = self.cores_per_process or (self.host_cores.value if self.host_cores else 0)
+        return self.processes * per
+
+
+# families whose NeuronCores are claimed by backend processes rather than by the workers:
+# family -> (the option that counts them, what they are called)
+NEURON_BACKENDS = {"tensorflow": ("SAGEMAKER_TFS_INSTANCE_COUNT", "TF Serving instances")}
+INSTANCE_CORES_TEXT = ", ".join(f"{name} {cores}" for name, cores in neuron.INSTANCE_CORES.items())
 
 
 @dataclass(frozen=True)
@@ -153,6 +201,7 @@ class Settings:
     notices: tuple[tuple[int, str], ...] = ()  # (log level, text) about accepted-but-ignored variables
     family_options: Mapping[str, Any] = field(default_factory=dict)
     region: str | None = None
+    neuron: NeuronSettings | None = None  # inf1 variants only
 
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -166,17 +215,89 @@ def _first(env: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, str] | 
     return None
 
 
+def _neuron_settings(env: Mapping[str, str], family: str, workers: Sourced | None,
+                     family_options: Mapping[str, Any], dev_dir: Path,
+                     sysfs_root: Path) -> tuple[NeuronSettings, Sourced]:
+    """The inf1 defaults of AWS's entrypoint (neo.md §9.2) and the NeuronCore check [smserve improvement]:
+    (the Neuron settings, the worker count with its inf1 default applied)."""
+    group_raw = (env.get("NEURONCORE_GROUP_SIZES") or "").strip()
+    group_total = parse_group_sizes("NEURONCORE_GROUP_SIZES", group_raw) if group_raw else 1
+    group_text = f"NEURONCORE_GROUP_SIZES={group_raw}" if group_raw else "NEURONCORE_GROUP_SIZES default 1"
+    exports = [("NEURONCORE_GROUP_SIZES", group_raw or "1")]
+
+    devices = neuron.neuron_devices(dev_dir)
+    host_raw = (env.get("NEURON_CORE_HOST_TOTAL") or "").strip()
+    if host_raw:
+        host = Sourced(parse_int("NEURON_CORE_HOST_TOTAL", host_raw, 1), f"NEURON_CORE_HOST_TOTAL={host_raw}")
+    elif devices:
+        host = Sourced(len(devices) * neuron.CORES_PER_DEVICE,
+                       f"{len(devices)} {dev_dir}/neuron* device(s) x {neuron.CORES_PER_DEVICE} NeuronCores")
+    else:
+        host = None
+    defaulted = workers is None
+    if defaulted:  # [AWS] one worker per NeuronCore of the host when the platform says how many
+        workers = (Sourced(host.value, "NEURON_CORE_HOST_TOTAL") if host_raw
+                   else Sourced(1, "NEURON_CORE_HOST_TOTAL unset, inf1 default SAGEMAKER_MODEL_SERVER_WORKERS"))
+
+    backend = NEURON_BACKENDS.get(family)
+    if backend:  # TF: each backend process claims NEURON_RT_NUM_CORES, defaulting to the group sizes [AWS]
+        variable, kind = backend
+        rt_raw = (env.get("NEURON_RT_NUM_CORES") or "").strip()
+        if rt_raw:
+            per = parse_int("NEURON_RT_NUM_CORES", rt_raw, 0)
+            per_text = f"NEURON_RT_NUM_CORES {per} (NEURON_RT_NUM_CORES={rt_raw}" + \
+                (", every NeuronCore of the instance)" if per == 0 else ")")
+        else:
+            per, rt_raw = group_total, str(group_total)
+            per_text = f"NEURON_RT_NUM_CORES {per} (from {group_text})"
+        exports.append(("NEURON_RT_NUM_CORES", rt_raw))
+        processes = int(family_options.get(variable) or 1)
+        source = f"{variable}={processes}" if (env.get(variable) or "").strip() else f"{variable} default 1"
+        knob = variable
+    else:
+        per, kind = group_total, "workers"
+        per_text = (f"NeuronCore group size {per} ({group_text})" if group_raw.isdigit() or not group_raw
+                    else f"{per} NeuronCores per worker ({group_text})")
+        processes = workers.value
+        source = f"{workers.source}={workers.value}"
+        knob = "SAGEMAKER_MODEL_SERVER_WORKERS" if defaulted else workers.source
+    settings = NeuronSettings(processes, kind, source, per, per_text, host, devices, dev_dir, sysfs_root,
+                              tuple(exports))
+
+    if host is not None and settings.demand > host.value:
+        per_cores = per or host.value
+        fit = host.value // per_cores
+        if fit >= 1:
+            fix = f"set {knob} to at most {fit}, or lower the NeuronCores per process"
+        else:
+            fix = f"lower the NeuronCores per process to at most {host.value}"
+        raise NeuronCoreError(
+            knob, str(processes),
+            f"inf1: {processes} {kind} x {per_text} = {settings.demand} NeuronCores, but this instance has "
+            f"{host.value} ({host.source}; {kind} from {source}). A NeuronCore serves one process: {fix} "
+            f"({'NEURON_RT_NUM_CORES or ' if backend else ''}NEURONCORE_GROUP_SIZES), or use an instance with more "
+            f"NeuronCores ({INSTANCE_CORES_TEXT})")
+    return settings, workers
+
+
 def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = None,
-                  model_dir: str | None = None, port: int | None = None, host: str | None = None) -> Settings:
-    """Read and validate every variable; CLI options (model_dir, port, family) win over the environment."""
+                  model_dir: str | None = None, port: int | None = None, host: str | None = None,
+                  dev_dir: Path = Path("/dev"), sysfs_root: Path = Path("/sys")) -> Settings:
+    """Read and validate every variable; CLI options (model_dir, port, family) win over the environment.
+    `dev_dir` and `sysfs_root` are where inf1 variants look for Neuron devices (tests pass fake trees)."""
     env = dict(os.environ if env is None else env)
     fam = resolve_family(family or env.get("SMSERVE_FAMILY") or None,
                          "--family" if family else "SMSERVE_FAMILY")
     fenv: FamilyEnv = fam.env
+    variant = env.get("SMSERVE_VARIANT", "cpu")
 
     def legacy(suffix: str) -> tuple[str, ...]:
-        """The family's model-server alias of a variable (TS_/MMS_...), if the family has one."""
-        return (f"{fenv.legacy_prefix}_{suffix}",) if fenv.legacy_prefix else ()
+        """The family's model-server alias of a variable (TS_/MMS_...), if the family has one. The inf1
+        variants also honour MMS_* where the family reads TS_* (AWS's inf1 entrypoint renames them)."""
+        names = (f"{fenv.legacy_prefix}_{suffix}",) if fenv.legacy_prefix else ()
+        if variant == "inf1" and fenv.legacy_prefix == "TS":
+            names += (f"MMS_{suffix}",)
+        return names
 
     notices: list[tuple[int, str]] = []
 
@@ -284,9 +405,14 @@ def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = 
         raw = env.get(option.variable)
         family_options[option.variable] = option.default if raw is None or raw == "" else option.parse(option.variable, raw)
 
+    neuron_settings = None
+    if variant == "inf1":
+        neuron_settings, workers = _neuron_settings(env, fam.name, workers, family_options, Path(dev_dir),
+                                                    Path(sysfs_root))
+
     return Settings(
         family=fam.name,
-        variant=env.get("SMSERVE_VARIANT", "cpu"),
+        variant=variant,
         port=port,
         host=host,
         safe_port_range=safe_port_range,
@@ -333,4 +459,5 @@ def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = 
         notices=tuple(notices),
         family_options=family_options,
         region=env.get("SAGEMAKER_REGION") or env.get("AWS_REGION") or None,
+        neuron=neuron_settings,
     )

@@ -25,6 +25,14 @@ class FamilyError(ConfigError):
         self.variable, self.value, self.accepted = "SMSERVE_FAMILY", "", ""
 
 
+class NeuronCoreError(ConfigError):
+    """inf1: the processes ask for more NeuronCores than the instance has (neo.md §9.2); exit status 2, one line."""
+
+    def __init__(self, variable: str, value: str, message: str):
+        Exception.__init__(self, message)
+        self.variable, self.value, self.accepted = variable, value, ""
+
+
 class StartupError(Exception):
     """A problem with the model archive, user code or environment found before serving; exit status 1."""
 

@@ -48,7 +48,7 @@ class Layout:
         return prepend, [str(self.model_dir)]
 
 
-def _defined_names(path: Path) -> tuple[str, ...]:
+def defined_names(path: Path) -> tuple[str, ...]:
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except (SyntaxError, ValueError, OSError):
@@ -64,7 +64,7 @@ def _defined_names(path: Path) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _candidate(directory: Path, program: str) -> tuple[Path, str, Path] | None:
+def candidate(directory: Path, program: str) -> tuple[Path, str, Path] | None:
     """Where `program` would live under `directory`: (file, import name, sys.path entry) if it exists."""
     if "/" in program:  # a path relative to the directory [smserve improvement]
         target = directory / (program if program.endswith(".py") else program + ".py")
@@ -102,7 +102,7 @@ def resolve(model_dir: Path, program: str, program_explicit: bool, submit_direct
 
     found = None
     searched.append(str(code_dir / program))
-    hit = _candidate(code_dir, program) if code_dir.is_dir() else None
+    hit = candidate(code_dir, program) if code_dir.is_dir() else None
     if hit:
         found = hit
     if not found and submit_directory:
@@ -110,12 +110,12 @@ def resolve(model_dir: Path, program: str, program_explicit: bool, submit_direct
         local = Path(parsed.path) if parsed.scheme == "file" else Path(submit_directory)
         if parsed.scheme in ("", "file") and local.is_absolute():
             searched.append(str(local / program))
-            hit = _candidate(local, program) if local.is_dir() else None
+            hit = candidate(local, program) if local.is_dir() else None
             if hit:
                 found = hit
     if not found:
         searched.append(str(model_dir / program))
-        hit = _candidate(model_dir, program)
+        hit = candidate(model_dir, program)
         if hit:
             found = hit
             warnings.append(f"user module found at the model dir root ({hit[0]}); move it to code/{hit[0].name} "
@@ -127,7 +127,7 @@ def resolve(model_dir: Path, program: str, program_explicit: bool, submit_direct
     module = None
     if found:
         path, name, search_dir = found
-        module = UserModule(name=name, path=path, search_dir=search_dir, defined=_defined_names(path))
+        module = UserModule(name=name, path=path, search_dir=search_dir, defined=defined_names(path))
 
     requirements = code_dir / "requirements.txt"
     if (model_dir / "requirements.txt").is_file() and not requirements.is_file():

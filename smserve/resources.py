@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 from .config import Settings
@@ -139,15 +140,20 @@ def gpu_sets(workers: int, gpus: list[int], pinning: bool) -> tuple[tuple[int, .
     return tuple(sets)
 
 
-def plan_workers(settings: Settings, model_dir: Path, footprint_mb: int) -> WorkerPlan:
+def plan_workers(settings: Settings, model_dir: Path, footprint_mb: int,
+                 family_default: Callable[[int], tuple[int, str] | None] = lambda cpus: None) -> WorkerPlan:
     cpus = available_cpus()
     gpus = visible_gpus(settings.cuda_visible_devices)
+    preferred = None if gpus else family_default(cpus)
     if settings.workers is not None:
         workers = settings.workers.value
         derivation = f"{settings.workers.source}={workers}"
+    elif preferred is not None:
+        workers, derivation = preferred
     else:
         workers = len(gpus) or cpus
         derivation = f"{len(gpus)} visible GPUs" if gpus else f"{cpus} available CPUs (affinity and cgroup quota)"
+    if settings.workers is None:
         limit = memory_limit_bytes()
         if limit:
             per_worker = directory_size(model_dir) * 1.2 + footprint_mb * 1024 * 1024

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import __version__, layout as layout_mod, logs, requirements, zygote as zygote_mod
+from . import __version__, layout as layout_mod, logs, neuron, requirements, zygote as zygote_mod
 from .sidecars import Sidecars, kill_and_reap, signal_quietly as _signal
 from .config import Settings
 from .errors import StartupError
@@ -92,13 +92,15 @@ class Supervisor:
         self.sock = bind(s.port, s.host)
         log.info("listening on port %d; /ping answers 503 until the model is loaded", s.port)
 
-        layout = layout_mod.resolve(s.model_dir, s.program, s.program_explicit, s.submit_directory,
-                                    self.family.descend_single_directory)
+        layout = self.family.resolve_layout(s, self.run_dir)
         for warning in layout.warnings:
             log.warning("%s", warning)
-        layout_mod.check_static(layout, self.family.expected_files)
-        plan = plan_workers(s, layout.model_dir, self.family.footprint_mb)
+        self.family.check_layout(s, layout)
+        plan = plan_workers(s, layout.model_dir, self.family.footprint_mb,
+                            lambda cpus: self.family.default_workers(s, layout, cpus))
         self._summary(layout, plan)
+        if s.neuron is not None:  # inf1: neuron-ls, Neuron-compiled models need a device, the Neuron defaults
+            neuron.prepare(s.neuron, layout.model_dir)
 
         self.state = SharedState(plan.workers)
         # the family's backends (sidecars.py) load the models while requirements install and workers start; they
@@ -153,7 +155,7 @@ class Supervisor:
         s, fam = self.settings, self.family
         module = layout.module
         if module:
-            hooks = [h for h in layout_mod.HOOK_NAMES if h in module.defined]
+            hooks = [h for h in (*layout_mod.HOOK_NAMES, *fam.extra_hook_names) if h in module.defined]
             module_line = f"{module.path} (import name {module.name})"
         else:
             hooks = []
@@ -175,6 +177,8 @@ class Supervisor:
             f"  startup timeout   {s.startup_timeout:g} s",
             f"  payload limit     {s.max_request_bytes.value} bytes ({s.max_request_bytes.source})",
         ]
+        if s.neuron is not None:
+            lines += neuron.summary_lines(s.neuron)
         log.info("%s", "\n".join(lines))
 
     # ------------------------------------------------------------ workers
@@ -210,7 +214,8 @@ class Supervisor:
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            os.environ.update(worker_environment(self.spec.plan, slot, self.settings, self.family.thread_env))
+            os.environ.update(worker_environment(self.spec.plan, slot, self.settings,
+                                                 self.family.thread_environment(self.spec.plan.threads)))
             from . import worker
 
             worker.run(self.spec, slot, accept_at_once, standin)
@@ -225,7 +230,8 @@ class Supervisor:
         them instead of each importing them while the others do the same on the same CPUs (cold start). Only now:
         the requirements are installed and first on sys.path, so these are the user's versions where pinned, and
         the thread variables every worker shares are exported first (BLAS and OpenMP read them when they load)."""
-        env = worker_environment(self.spec.plan, 0, self.settings, self.family.thread_env)
+        env = worker_environment(self.spec.plan, 0, self.settings,
+                                 self.family.thread_environment(self.spec.plan.threads))
         env.pop("CUDA_VISIBLE_DEVICES", None)  # per worker, set in the child before anything initialises CUDA
         os.environ.update(env)
         worker_modules = tuple(f"{__package__}.{module}" for module in ("codecs", "worker"))

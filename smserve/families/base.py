@@ -72,6 +72,7 @@ class Family:
     # instead of importing them itself (cold start, zygote.py). Importing them must start no thread.
     preload_modules: tuple[str, ...] = ()
     preload_with_gpus = True  # False where importing the framework may initialise CUDA before CUDA_VISIBLE_DEVICES
+    extra_hook_names: tuple[str, ...] = ()  # family hooks the startup summary lists besides the core's
 
     def framework_version(self) -> str:
         try:
@@ -80,6 +81,29 @@ class Family:
             return "not installed"
 
     # ---- supervisor side: never imports the framework
+    def resolve_layout(self, settings: Settings, run_dir: Any) -> Any:
+        """Where the model and the user module are (layout.Layout). Families whose scripts may come from
+        elsewhere (Neo's SAGEMAKER_SUBMIT_DIRECTORY archives, fetched into `run_dir`) replace this."""
+        from .. import layout as layout_mod
+
+        return layout_mod.resolve(settings.model_dir, settings.program, settings.program_explicit,
+                                  settings.submit_directory, self.descend_single_directory)
+
+    def check_layout(self, settings: Settings, layout: Any) -> None:
+        """Refuse at startup what would fail in every worker; a family may keep what it decided on itself
+        (workers are forked after this call)."""
+        from .. import layout as layout_mod
+
+        layout_mod.check_static(layout, self.expected_files)
+
+    def default_workers(self, settings: Settings, layout: Any, cpus: int) -> tuple[int, str] | None:
+        """(workers, why) when no worker variable is set and the family knows better than one per CPU."""
+        return None
+
+    def thread_environment(self, threads: int) -> tuple[tuple[str, str], ...]:
+        """Per-worker variables set unless the user set them; `threads` is the plan's threads per worker."""
+        return self.thread_env
+
     def sidecars(self, settings: Settings, layout: Any, plan: Any, run_dir: Any) -> tuple:
         """The backend processes this family serves through (sidecars.SidecarSpec), started before the workers;
         none for families whose workers run the model themselves. A family may keep what it planned here on
