@@ -11,11 +11,12 @@ VARIANT     ?= cpu
 BUILD_FLAGS ?=
 PYTEST_ARGS ?=
 # Families with a lock file, an image and tests (make test runs each); neo is a skeleton.
-FAMILIES    ?= pytorch mxnet tensorflow
+FAMILIES    ?= pytorch mxnet tensorflow neo
 # The framework wheel each family venv adds to its lock (the +cpu local version selects the CPU torch wheel).
 FRAMEWORK_SPEC_pytorch ?= torch==2.13.0+cpu
 FRAMEWORK_SPEC_mxnet   ?=
 FRAMEWORK_SPEC_tensorflow ?=
+FRAMEWORK_SPEC_neo ?=
 
 # ---------------------------------------------------------------------------
 # Host virtual environments (.venv/<family>): one lock per family (mxnet needs numpy 1.23, the others
@@ -28,10 +29,10 @@ $(addprefix venv-,$(FAMILIES)): venv-%: .venv/%/.installed
 .venv/%/.installed: requirements/core.txt requirements/test.txt %/requirements.txt %/pyproject.toml pyproject.toml
 	test -x .venv/$*/bin/python || $(PYTHON) -m venv .venv/$*
 	.venv/$*/bin/python -m pip install -q -r $*/requirements.txt -r requirements/test.txt $(FRAMEWORK_SPEC_$*)
+	if [ -f $*/venv-setup.py ]; then .venv/$*/bin/python $*/venv-setup.py; fi  # e.g. neo: DLR telemetry off, as in the image
 	if [ -f $*/requirements-nodeps.txt ]; then .venv/$*/bin/python -m pip install -q --no-deps -r $*/requirements-nodeps.txt; fi
 	if [ -f $*/requirements-test.txt ]; then .venv/$*/bin/python -m pip install -q -r $*/requirements-test.txt; fi
 	.venv/$*/bin/python -m pip install -q --no-deps -e . -e ./$*
-	if [ $* = neo ]; then .venv/neo/bin/python -m smserve_neo.telemetry; fi  # DLR telemetry off, as in the image
 	touch $@
 
 # The SageMaker Python SDK (v2) for the local-mode client tests, in its own venv (requirements/sdk.txt).
@@ -97,12 +98,15 @@ demo: venv-pytorch engine
 # With CI=true a missing engine fails instead of skipping.
 # ---------------------------------------------------------------------------
 # The shared suites. Hook-style families (PyTorch, MXNet) run them all; the TensorFlow family has no model_fn
-# hooks (its front converts or runs input_handler/output_handler), so its own suite (tensorflow/tests) is its
-# contract suite, beside the core's unit tests.
+# hooks (its front converts or runs input_handler/output_handler), and the Neo family serves compiled artifacts
+# through BYOM functions or AWS's apps, so their own suites (F/tests) are their contract suites, beside the
+# core's unit tests.
 HOST_SUITES     ?= tests/unit tests/contract tests/robustness
 CONTRACT_SUITES ?= tests/contract
 HOST_SUITES_tensorflow     ?= tests/unit
 CONTRACT_SUITES_tensorflow ?= tensorflow/tests
+HOST_SUITES_neo            ?= tests/unit
+CONTRACT_SUITES_neo        ?= neo/tests
 .PHONY: test $(foreach f,$(FAMILIES),test-$(f) test-$(f)-host test-$(f)-container)
 test: $(addprefix test-,$(FAMILIES))
 

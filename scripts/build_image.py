@@ -196,7 +196,7 @@ def prepare_context(row: dict) -> None:
 
 def ensure_dockerignore() -> None:
     """The context is the repository root: send only what the Dockerfiles COPY."""
-    families = "".join(f"!{f}/pyproject.toml\n!{f}/requirements*.txt\n!{f}/smserve_{f}\n"
+    families = "".join(f"!{f}/pyproject.toml\n!{f}/requirements*.txt\n!{f}/venv-setup.py\n!{f}/smserve_{f}\n"
                        for f in load_matrix()["families"])  # never a family's tests/ or example/
     want = (
         "# generated/maintained by scripts/build_image.py: the docker build context is an allow-list\n"

@@ -122,19 +122,45 @@ def package(src: Path, out: Path, program: str = "inference.py") -> Packaged:
     return Packaged(archive=out, members=members, moves=moves)
 
 
+class _Refused(Exception):
+    def __init__(self, member: tarfile.TarInfo, why: str):
+        super().__init__(why)
+        self.member = member
+
+
+def _checked(member: tarfile.TarInfo, root: Path) -> tarfile.TarInfo:
+    """What Python's tarfile "data" filter refuses, checked here as well: the filter exists only from Python
+    3.11.4, and the images' Debian python3.11 is 3.11.2."""
+    if member.name.startswith("/") or Path(member.name).is_absolute():
+        raise _Refused(member, "absolute path")
+    target = (root / member.name).resolve()
+    if not target.is_relative_to(root):
+        raise _Refused(member, f"it would be written outside {root}")
+    if member.issym() or member.islnk():
+        base = target.parent if member.issym() else root
+        if os.path.isabs(member.linkname) or not (base / member.linkname).resolve().is_relative_to(root):
+            raise _Refused(member, f"it links to {member.linkname}, outside {root}")
+    elif not (member.isfile() or member.isdir()):
+        raise _Refused(member, "devices and pipes are not model files")
+    return member
+
+
 def extract(archive: Path, into: Path) -> None:
     """Open a model archive as SageMaker would, refusing members that would land outside `into` (absolute
-    paths, `..`, links leaving the folder, devices): Python's tarfile "data" filter, stricter on absolute names."""
-    def strict(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo | None:
-        if member.name.startswith("/"):  # the data filter would strip the "/"; an absolute member is a wrong archive
-            raise tarfile.AbsolutePathError(member)
-        return tarfile.data_filter(member, destination)
-
+    paths, `..`, links leaving the folder, devices); where Python has the tarfile "data" filter, it also applies
+    (it clears set-user-ID and group bits)."""
+    root = Path(into).resolve()
     try:
         with tarfile.open(archive, "r:*") as tar:
-            tar.extractall(into, filter=strict)
-    except tarfile.FilterError as exc:
-        raise ArchiveError(f"{archive}: member {exc.tarinfo.name!r} is refused ({exc}); SageMaker archives hold "
+            members = [_checked(member, root) for member in tar.getmembers()]
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(root, members=members, filter="data")
+            else:
+                for member in members:
+                    member.mode &= 0o777 if member.isdir() else 0o755 if member.mode & 0o100 else 0o644
+                tar.extractall(root, members=members)
+    except _Refused as exc:
+        raise ArchiveError(f"{archive}: member {exc.member.name!r} is refused ({exc}); SageMaker archives hold "
                            f"relative paths inside the model folder only: re-pack with `smserve package`") from None
     except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
         raise ArchiveError(f"{archive} cannot be read as a .tar.gz ({exc}); re-pack it with `smserve package`") \

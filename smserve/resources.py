@@ -117,7 +117,9 @@ def worker_environment(plan: WorkerPlan, slot: int, settings: Settings,
     from .config import THREAD_VARS
 
     env = {name: str(plan.threads) for name in THREAD_VARS if name not in settings.user_thread_vars}
-    env.update((name, value) for name, value in family_thread_env if name not in os.environ)
+    # a family may set the shared thread variables differently (unless the user did); its own only when unset
+    env.update((name, value) for name, value in family_thread_env
+               if ((name in env) if name in THREAD_VARS else (name not in os.environ)))
     if plan.gpus and slot < len(plan.gpu_sets):
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in plan.gpu_sets[slot])
     return env

@@ -213,4 +213,5 @@ class NeoFamily(Family):
     def defaults(self, settings, worker):
         from .defaults import NeoDefaults
 
-        return NeoDefaults(self._runtime_loader(worker))
+        found = self.plan.artifacts
+        return NeoDefaults(self._runtime_loader(worker), found.graph_shapes if found else None)

@@ -65,10 +65,13 @@ class ImageClassificationApp(_App):
 
 
 def _sniff_delimiter(first_line: str) -> str:
+    """csv.Sniffer on the first line, as AWS; a "delimiter" that is part of a number (it picks `1` for the
+    single column `1`) means there is none, and `,` is used."""
     try:
-        return csv.Sniffer().sniff(first_line).delimiter
+        delimiter = csv.Sniffer().sniff(first_line).delimiter
     except csv.Error:
         return ","
+    return "," if delimiter.isalnum() or delimiter in "+-." else delimiter
 
 
 def parse_csv(text: str) -> np.ndarray:

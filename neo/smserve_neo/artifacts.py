@@ -41,6 +41,7 @@ class Artifacts:
     meta_path: Path | None = None
     own_libdlr: Path | None = None  # a libdlr.so shipped inside the model dir
     treelite_abi: str | None = None
+    graph_shapes: dict | None = None  # TVM: declared shape of each input and weight node, from the graph JSON
 
     @property
     def target_device(self) -> str | None:
@@ -93,7 +94,8 @@ def inspect(model_dir: Path) -> Artifacts:
                      "a TVM model needs its graph (compiled_model.json) next to compiled.params")
         library = _one(libraries, "compiled .so", model_dir,
                        "a TVM model needs its operator library (compiled.so) next to compiled.params")
-        return Artifacts(model_dir, TVM, library, graph, params, meta, meta_path, own_libdlr)
+        return Artifacts(model_dir, TVM, library, graph, params, meta, meta_path, own_libdlr,
+                         graph_shapes=_graph_shapes(graph))
     if by_suffix.get(".ro"):
         _one(by_suffix[".ro"], ".ro", model_dir, "")
         library = _one(libraries, "compiled .so", model_dir, "a Relay VM model needs its .so next to the .ro file")
@@ -112,6 +114,19 @@ def inspect(model_dir: Path) -> Artifacts:
     raise StartupError(f"model directory {model_dir} holds no Neo-compiled model (DLR: unable to determine "
                        f"backend): expected compiled.so + compiled_model.json + compiled.params (TVM), a .ro "
                        f"(Relay VM) or one Treelite .so; found {', '.join(p.name for p in files) or 'no files'}")
+
+
+def _graph_shapes(graph: Path) -> dict[str, list[int]]:
+    """Declared shapes of the graph's input and weight nodes: Neo compiles for one batch size, and DLR checks
+    only element counts, so the generic app needs them to tell N rows from one (nothing else reads them)."""
+    try:
+        value = json.loads(graph.read_text(encoding="utf-8"))
+        nodes, row_ptr = value["nodes"], value["node_row_ptr"]
+        shapes = value["attrs"]["shape"][1]
+        return {nodes[i]["name"]: [int(v) for v in shapes[row_ptr[i]]] for i in value["arg_nodes"]}
+    except (OSError, ValueError, TypeError, KeyError, IndexError) as exc:
+        raise StartupError(f"{graph} is not a TVM graph JSON ({type(exc).__name__}: {exc}); it must be the "
+                           f"compiled_model.json the Neo compiler wrote") from None
 
 
 def check_device(artifacts: Artifacts, dev_type: str) -> None:

@@ -19,8 +19,9 @@ from .runtime import Runtime
 class NeoDefaults:
     supported_accept = (codecs.JSON, codecs.JSONLINES, codecs.CSV, codecs.NPY)
 
-    def __init__(self, load_runtime: Callable[[], Runtime]):
+    def __init__(self, load_runtime: Callable[[], Runtime], input_shapes: dict | None = None):
         self.load_runtime = load_runtime
+        self.input_shapes = input_shapes or {}
 
     def model_fn(self, model_dir: str) -> Any:
         return self.load_runtime()
@@ -37,8 +38,22 @@ class NeoDefaults:
         return codecs.as_float32(decoded, "Neo") if decoded.dtype.kind not in "biuf" else decoded
 
     def predict_fn(self, data: Any, model: Any) -> Any:
-        outputs = model.run(data)  # an array goes to the first input, a dict by name (DLR's rule)
+        rows = self._rows_for_batch_one(data, model)
+        if rows:  # N rows for a model compiled for one: N runs, outputs stacked along dimension 0
+            runs = [model.run(row) for row in rows]
+            outputs = [np.concatenate(parts) for parts in zip(*runs)]
+        else:
+            outputs = model.run(data)  # an array goes to the first input, a dict by name (DLR's rule)
         return outputs[0] if len(outputs) == 1 else outputs
+
+    def _rows_for_batch_one(self, data: Any, model: Any) -> list | None:
+        if not isinstance(data, np.ndarray) or not isinstance(model, Runtime) or len(model.input_names) != 1:
+            return None
+        declared = self.input_shapes.get(model.input_names[0])
+        if (not declared or declared[0] != 1 or data.ndim != len(declared) or data.shape[0] < 2
+                or list(data.shape[1:]) != list(declared[1:])):
+            return None
+        return [data[i:i + 1] for i in range(data.shape[0])]
 
     def encode(self, prediction: Any, media_type: str) -> bytes:
         if isinstance(prediction, list) and media_type != codecs.JSON and len(prediction) > 1:

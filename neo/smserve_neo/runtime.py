@@ -110,7 +110,7 @@ def load(model_dir: str, dev_type: str, library: Path) -> Any:
         printed_text = "".join(output).strip()
         message = str(exc).strip() or "(DLR gave no message)"
         detail = f"; DLR printed: {printed_text}" if printed_text and printed_text not in message else ""
-        raise StartupError(f"DLR could not load the model in {model_dir} with {library}: {message}{detail}") \
+        raise StartupError(f"DLR could not load the model in {model_dir} on {dev_type} with {library}: {message}{detail}") \
             from None
 
 
@@ -146,4 +146,5 @@ class Runtime:
         try:
             return self._model().run(data)
         except (DLRError, ValueError, TypeError) as exc:
-            raise ClientError(str(exc).strip() or f"DLR refused the input ({type(exc).__name__})") from None
+            text = str(exc).split("\nStack trace:", 1)[0].strip()  # TVM appends its C++ backtrace
+            raise ClientError(text or f"DLR refused the input ({type(exc).__name__})") from None

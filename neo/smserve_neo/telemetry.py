@@ -1,8 +1,8 @@
 """DLR's usage telemetry, kept off (neo.md §7.7).
 
 The `dlr` package posts usage records to api.neo-dlr.amazonaws.com and prints a notice on first use unless
-`dlr/counter/ccm_config.json` disables it. The image build writes that file (`python -m smserve_neo.telemetry`);
-at run time `disable()` only switches the feature off in the process, so a read-only root filesystem works.
+`dlr/counter/ccm_config.json` disables it. The image build writes that file (neo/venv-setup.py); at run time
+`disable()` only switches the feature off in the process, so a read-only root filesystem works.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import sys
 from pathlib import Path
 
-CONFIG = {"enable_phone_home": False, "enable_device_info": False}
+from smserve.errors import StartupError
 
 log = logging.getLogger("smserve.neo")
 
@@ -34,32 +33,25 @@ def is_disabled_on_disk() -> bool:
         return False
 
 
-def write_config() -> Path:
-    """Build time (image, host venv): the file that keeps every later `import dlr` quiet and offline."""
-    path = config_path()
-    if path is None:
-        raise SystemExit("the dlr package is not installed here")
-    path.write_text(json.dumps(CONFIG))
-    return path
-
-
 def disable() -> None:
-    """Before the first DLRModel: no record is sent and no notice printed, whatever the file says. Importing
-    dlr's counter module with the file missing would switch the feature on (and try to write the file), so a
-    missing file is only logged; the class switch below still stops every send."""
+    """Before the first DLRModel. Importing dlr's counter module without the switch on disk posts a record,
+    prints the notice and writes the file as "enabled", so the switch must be on disk first: a venv that lacks
+    it (one not made by the image build or `make`) gets it written now, and a read-only one stops startup.
+    Then the feature is also switched off in the process, whatever the file says."""
     if not is_disabled_on_disk():
-        log.warning("DLR telemetry is not disabled in %s (the image build writes it); it is switched off for "
-                    "this process only", config_path())
-    try:
-        from dlr.counter import phone_home
-    except ImportError:  # a dlr without telemetry
-        return
+        path = config_path()
+        if path is None:
+            return  # no dlr package: the load reports it
+        try:
+            path.write_text(json.dumps({"enable_phone_home": False, "enable_device_info": False}))
+        except OSError as exc:
+            raise StartupError(f"DLR telemetry is not disabled in {path} and it cannot be written ({exc}): importing "
+                               f"dlr would contact api.neo-dlr.amazonaws.com. Write "
+                               f'{{"enable_phone_home": false}} there when building the environment') from None
+        log.warning("DLR telemetry was not disabled in %s (the image build writes it): written now", path)
+    from dlr.counter import phone_home
+
     phone_home.MGR = None  # what DLRModel.__init__'s decorator sends through
-    PhoneHome = phone_home.PhoneHome
-    PhoneHome.instance = None
-    PhoneHome._enable_feature = False
-    PhoneHome.should_enable = staticmethod(lambda: False)  # dlr asks this before every send
-
-
-if __name__ == "__main__":
-    print(f"wrote {write_config()}", file=sys.stderr)
+    phone_home.PhoneHome.instance = None
+    phone_home.PhoneHome._enable_feature = False
+    phone_home.PhoneHome.should_enable = staticmethod(lambda: False)  # asked again before every send

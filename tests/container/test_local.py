@@ -85,7 +85,8 @@ def test_local_reports_a_container_that_cannot_start_with_its_log(image, tmp_pat
     output = process.communicate(timeout=180)[0]
     assert process.returncode == 1, output
     assert "the container exited with status 1 before it was ready" in output
-    assert "no model_fn is defined" in output or "could not load" in output, output
+    assert ("no model_fn is defined" in output or "could not load" in output
+            or "holds no Neo-compiled model" in output), output
 
 
 def test_local_refuses_unknown_instance_types_and_missing_images(tmp_path):

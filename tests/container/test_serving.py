@@ -25,7 +25,8 @@ import tabulate          # installed from code/requirements.txt into the writabl
 
 def output_fn(prediction, accept):
     import json
-    values = prediction.asnumpy() if hasattr(prediction, "asnumpy") else prediction.numpy()  # mxnet / torch
+    values = (prediction.asnumpy() if hasattr(prediction, "asnumpy") else  # mxnet
+              prediction.numpy() if hasattr(prediction, "numpy") else prediction)  # torch; numpy (neo)
     return json.dumps({"prediction": values.tolist(), "tabulate": tabulate.__version__}), "application/json"
 '''
 

@@ -125,3 +125,17 @@ def test_extract_reports_corrupt_or_empty_archives(tmp_path, content):
     archive.write_bytes(content)
     with pytest.raises(ArchiveError, match="cannot be read"):
         extract(archive, tmp_path)
+
+
+def test_extract_checks_members_itself_where_python_has_no_tarfile_filter(tmp_path, monkeypatch):
+    """The images' Debian python3.11 (3.11.2) predates tarfile's extraction filters (3.11.4)."""
+    monkeypatch.delattr(tarfile, "data_filter")
+    good = tarball(tmp_path / "good.tar.gz", [entry("code/inference.py"), entry("model.pt")])
+    target = tmp_path / "out"
+    target.mkdir()
+    extract(good, target)
+    assert (target / "code" / "inference.py").read_bytes() == b"x"
+    bad = tarball(tmp_path / "bad.tar.gz", [entry("model.pt"), entry("../evil.py")])
+    with pytest.raises(ArchiveError, match="'../evil.py' is refused"):
+        extract(bad, tmp_path / "out")
+    assert not (tmp_path / "evil.py").exists()
