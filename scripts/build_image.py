@@ -188,7 +188,8 @@ def prepare_context(row: dict) -> None:
             break
     else:
         (EXTRA / "LICENSE").unlink(missing_ok=True)
-    for extra in (neuron_dir, EXTRA / "tfs"):  # emptied for every build: only the row that asks fills them
+    for extra in (neuron_dir, EXTRA / "tfs", EXTRA / "neo-libdlr"):  # emptied for every build: only the row
+        # that asks fills them
         shutil.rmtree(extra, ignore_errors=True)
         extra.mkdir()
         (extra / ".keep").write_text("")
@@ -353,6 +354,13 @@ def _build_locked(matrix: dict, row: dict, args, neuron: Path | None, base: str,
             log(f"{name}: --tfs-binary {binary} is not an executable file")
             return 2
         shutil.copy2(binary, EXTRA / "tfs" / "tensorflow_model_server")
+    neo_libdlr = args.neo_libdlr or os.environ.get("SMSERVE_NEO_LIBDLR") if family == "neo" else None
+    if neo_libdlr:
+        library = Path(neo_libdlr).resolve()
+        if not library.is_file() or library.read_bytes()[:4] != b"\x7fELF":
+            log(f"{name}: --neo-libdlr {library} is not a shared library")
+            return 2
+        shutil.copy2(library, EXTRA / "neo-libdlr" / "libdlr.so")
     ensure_dockerignore()
 
     epoch = os.environ.get("SOURCE_DATE_EPOCH") or git("log", "-1", "--format=%ct") or str(int(time.time()))
@@ -368,6 +376,8 @@ def _build_locked(matrix: dict, row: dict, args, neuron: Path | None, base: str,
     labels = dict(row.get("labels", {}))
     if family == "tensorflow" and not is_inf1:  # images.md §3: which TF Serving backend the image runs
         labels["ai.smserve.tf-backend"] = "tfs" if tfs_binary else "builtin"
+    if family == "neo" and not is_inf1:  # neo.md §7.5: a DLR 1.10 library for Treelite 1.x-3.x models
+        labels["ai.smserve.neo-libdlr-treelite1"] = "present" if neo_libdlr else "absent"
     if is_inf1:
         labels["ai.smserve.neuron"] = "present" if neuron else "absent"
         labels["ai.smserve.variant"] = "inf1"
@@ -428,6 +438,9 @@ def main() -> int:
     ap.add_argument("--stub", action="store_true", help="inf1: build a stub without Neuron packages")
     ap.add_argument("--tfs-binary", help="tensorflow: an operator-supplied tensorflow_model_server binary to include "
                                          "(also SMSERVE_TFS_BINARY); without it the image runs the built-in backend")
+    ap.add_argument("--neo-libdlr", help="neo: an operator-built libdlr.so (DLR 1.10, neo.md §7.4) that serves "
+                                         "Treelite 1.x-3.x models (also SMSERVE_NEO_LIBDLR); the image's own "
+                                         "library (dlr 1.6.0) runs Treelite 0.9x and TVM models")
     ap.add_argument("--no-cache", action="store_true")
     ap.add_argument("--pull", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()

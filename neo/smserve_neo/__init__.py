@@ -24,8 +24,9 @@ BYOM_HOOKS = ("neo_preprocess", "neo_postprocess")
 TOOLKIT_HOOKS = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn")
 APPS = ("auto", "image_classification", "xgboost", "generic")
 # an operator-supplied libdlr for Treelite 1.x-3.x libraries (a DLR 1.10 build, neo.md §7.4), put there by the
-# image build's optional input; the image's own library (dlr 1.6.0) runs Treelite 0.9x only
-TREELITE1_LIBRARY = Path("/opt/smserve/neo/libdlr-treelite1/libdlr.so")
+# image build's optional input (build_image.py --neo-libdlr); the image's own library (dlr 1.6.0) runs Treelite
+# 0.9x only
+TREELITE1_LIBRARY = "/opt/smserve/neo/libdlr-treelite1/libdlr.so"
 
 
 def _app(name: str, value: str) -> str:
@@ -78,6 +79,8 @@ class NeoFamily(Family):
             FamilyOption("USE_GPU", parse_bool, False, "run DLR on the GPU (AWS's GPU Neo images set USE_GPU=1)"),
             FamilyOption("MMS_NUM_THREAD_PER_WORKER", _threads, None,
                          "TVM/OpenMP threads per worker (default: CPUs / workers)"),
+            FamilyOption("SMSERVE_NEO_TREELITE1_LIBDLR", _text, TREELITE1_LIBRARY,
+                         "the libdlr.so (DLR 1.10) that serves Treelite 1.x-3.x libraries, when present"),
             FamilyOption("AWS_REGION", _text, None, "region of the S3 client that fetches SAGEMAKER_SUBMIT_DIRECTORY"),
             FamilyOption("SAGEMAKER_REGION", _text, None, "region used when AWS_REGION is not set"),
         ),
@@ -117,7 +120,7 @@ class NeoFamily(Family):
         if found is not None:
             artifacts_mod.check_device(found, dev_type)
         use_default = options["SMSERVE_NEO_USE_DEFAULT_DLR"]
-        routed = self._route_library(found, use_default)
+        routed = self._route_library(found, use_default, Path(options["SMSERVE_NEO_TREELITE1_LIBDLR"]))
         app = shape = None
         if mode == "app":
             app = options["SMSERVE_NEO_APP"]
@@ -143,7 +146,7 @@ class NeoFamily(Family):
         return "cpu"
 
     @staticmethod
-    def _route_library(found: Artifacts | None, use_default: bool) -> Path | None:
+    def _route_library(found: Artifacts | None, use_default: bool, treelite1: Path) -> Path | None:
         """A Treelite library of another ABI than the image's runtime would fail or hang in DLR (neo.md §7.5)."""
         if found is None or found.backend != artifacts_mod.TREELITE:
             return None
@@ -155,13 +158,13 @@ class NeoFamily(Family):
         if abi == artifacts_mod.ABI_1X_3X:
             if found.own_libdlr is not None and not use_default:
                 return None  # the model brings the DLR build it was compiled for (AWS's rule)
-            if TREELITE1_LIBRARY.is_file():
-                log.info("%s uses the Treelite 1.x-3.x ABI: served with %s", library, TREELITE1_LIBRARY)
-                return TREELITE1_LIBRARY
+            if treelite1.is_file():
+                log.info("%s uses the Treelite 1.x-3.x ABI: served with %s", library, treelite1)
+                return treelite1
             raise StartupError(f"{library} uses the Treelite 1.x-3.x ABI (it exports get_num_class), but this image's "
                                f"DLR (libdlr 1.6.0) runs Treelite 0.9x libraries only: compile the model with "
                                f"Treelite 0.93 (or SageMaker Neo), or build the image with a DLR 1.10 library "
-                               f"(scripts/build_image.py --neo-libdlr PATH)")
+                               f"(scripts/build_image.py --neo-libdlr PATH) or point SMSERVE_NEO_TREELITE1_LIBDLR at one")
         return None
 
     def default_workers(self, settings, layout, cpus):

@@ -30,6 +30,10 @@ class NeoDefaults:
         return model
 
     def input_fn(self, body: Any, content_type: str | None) -> Any:
+        if codecs.media_type(content_type)[0] == codecs.JSON and isinstance(body, str) and body.lstrip()[:1] == "{":
+            value = codecs.parse_json(body)  # a JSON object: input name -> values (multi-input models)
+            if isinstance(value, dict):
+                return {str(name): np.asarray(values) for name, values in value.items()}
         decoded = codecs.decode(body, content_type)
         if isinstance(decoded, dict):
             return {name: np.asarray(array) for name, array in decoded.items()}

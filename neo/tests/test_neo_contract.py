@@ -480,6 +480,21 @@ def test_neo_29_treelite_3_library_is_refused_naming_the_abi(tmp_path, serve):
     assert "uses the Treelite 1.x-3.x ABI" in logs and "Treelite 0.9x" in logs, logs[-2000:]
 
 
+def test_neo_29_treelite_3_library_is_routed_to_an_operator_library_when_present(tmp_path, serve):
+    """The operator's DLR 1.10 build is not obtainable here: a copy of the 1.6.0 library stands in for it, so the
+    route shows in the log and in the load, which that library then refuses with DLR's own reason."""
+    root = neo_models.treelite3_abi(tmp_path)
+    operator = root / "operator" / "libdlr.so"
+    operator.parent.mkdir()
+    shutil.copyfile(neo_models.default_libdlr(), operator)
+    for path in [tmp_path, root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    routed = served_path(root, operator)
+    logs = failed_start(serve, root, {"SMSERVE_NEO_TREELITE1_LIBDLR": str(routed)})
+    assert f"uses the Treelite 1.x-3.x ABI: served with {routed}" in logs, logs[-2000:]
+    assert f"with {routed}: " in logs and "get_num_output_group" in logs, logs[-3000:]
+
+
 def test_neo_30_tl2cgen_library_is_refused_within_10_seconds(tmp_path, serve):
     started = time.monotonic()
     logs = failed_start(serve, neo_models.tl2cgen_abi(tmp_path))
@@ -588,3 +603,13 @@ def test_neo_generic_app_runs_several_rows_on_a_model_compiled_for_one(built, tm
     np.testing.assert_allclose(response.json(), neo_models.classifier_reference(np.asarray(rows)), atol=1e-6)
     csv = server.post(data="1,2,3,4\n0.5,0,-1,1", content_type=CSV, accept=CSV)
     assert csv.status_code == 200 and len(csv.text.strip().split("\n")) == 2, csv.text
+
+
+def test_neo_generic_app_takes_a_json_object_of_input_names(built, tmp_path, serve):
+    server = serve(model_dir(built, tmp_path, "classifier"))
+    x = [[1.0, 2.0, 3.0, 4.0]]
+    response = server.post(data=json.dumps({"data": x}))
+    assert response.status_code == 200, response.text
+    np.testing.assert_allclose(response.json(), neo_models.classifier_reference(np.asarray(x)), atol=1e-6)
+    wrong = server.post(data=json.dumps({"nope": x}))
+    assert wrong.status_code == 400 and "nope is not a valid input name" in wrong.json()["message"], wrong.text

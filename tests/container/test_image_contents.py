@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .conftest import FAMILY, REPO, VARIANT, docker, run_in, sh
+from .conftest import FAMILY, REPO, VARIANT, docker, make_model_dir, run_in, sh
 
 pytestmark = pytest.mark.container
 
@@ -225,6 +225,43 @@ def test_images_13_mxnet_imports_with_numpy_1_23_5(image):
                                       "(mxnet.nd.ones((2, 2)) * 3).sum().asscalar())")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["1.23.5", "1.9.1", "12.0"], r.stdout
+
+
+@only["neo"]
+def test_neo_1_import_dlr_prints_no_notice_and_opens_no_connection(image):
+    """neo.md §10 item 1: with networking disabled, `import dlr` and a DLRModel load print nothing about
+    telemetry, no DNS failure, and no socket other than a local one is attempted (an audit hook watches)."""
+    probe = ("import sys, socket\n"
+             "attempts = []\n"
+             "def hook(event, args):\n"
+             "    if event in ('socket.connect', 'socket.getaddrinfo', 'socket.gethostbyname'):\n"
+             "        attempts.append((event, str(args[1] if event == 'socket.connect' else args[0])))\n"
+             "sys.addaudithook(hook)\n"
+             "import dlr, dlr.counter.phone_home as ph\n"
+             "print('MGR', ph.MGR is None, 'attempts', attempts)\n")
+    r = run_in(image, "python", "-c", probe)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "MGR True attempts []", r.stdout
+    assert "CALL HOME" not in r.stdout + r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@only["neo"]
+def test_neo_2_telemetry_switch_is_off_in_the_image_and_the_root_can_be_read_only(image, containers, tmp_path):
+    """neo.md §10 item 2: dlr/counter/ccm_config.json says enable_phone_home false; a model serves from a
+    read-only root filesystem as a non-root user (no write to site-packages at run time)."""
+    r = run_in(image, "python", "-c", "import json, importlib.util, pathlib; "
+               "p = pathlib.Path(importlib.util.find_spec('dlr').submodule_search_locations[0]) / 'counter' / "
+               "'ccm_config.json'; print(json.loads(p.read_text()))")
+    assert r.returncode == 0, r.stderr
+    assert "'enable_phone_home': False" in r.stdout, r.stdout
+    model_dir = make_model_dir(tmp_path)
+    c = containers(model_dir, run_args=("--read-only", "--tmpfs", "/tmp", "--user", "1000:1000"))
+    c.wait_ready()
+    import requests
+
+    response = requests.post(c.url + "/invocations", json=[[1.0, 2.0, 3.0, 4.0]], timeout=30)
+    assert response.status_code == 200, response.text
+    assert "telemetry" not in c.logs().lower(), c.logs()[-2000:]
 
 
 def test_images_5_2_import_smoke_without_network(image):
