@@ -33,6 +33,8 @@ Configuration comes from environment variables (spec core §12), among them:
   SMSERVE_MAX_CONNECTIONS              per worker (default: open-file limit - 64, at most 10000)
   SMSERVE_DECODE_FACTOR (16)           decoding a body may allocate at most this many times its size (413)
   SMSERVE_PRELOAD_FRAMEWORK (true)     import the framework once in the zygote and fork workers from it
+  NEURON_CORE_HOST_TOTAL, NEURONCORE_GROUP_SIZES (1), NEURON_RT_NUM_CORES (TF)
+                                       inf1: workers default to NEURON_CORE_HOST_TOTAL; NeuronCores are checked
 """
 
 SERVE_HELP = "Start the server (what `docker run IMAGE serve` runs)."

@@ -7,6 +7,8 @@ built, with the inputs that are here:
   the gpu stage comes from the cache and the stage itself is what gets built and inspected;
 - inf1: `build_image.py --variant inf1` as an operator runs it, once with `--stub` and once with a Neuron package
   directory holding a small wheel made here, which must be importable in the image.
+- inf1 stub serving (neo.md §10 items 38-42 in the image): the stub serves a CPU TorchScript stand-in with the
+  inf1 defaults, refuses more workers than NeuronCores and a Neuron-compiled TorchScript without /dev/neuron*.
 Every tag a test creates is removed.
 """
 from __future__ import annotations
@@ -21,12 +23,22 @@ import uuid
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import requests
 
-from .conftest import FAMILY, REPO, docker, run_in
+from ..families import family_models
+from ..neuron_models import write_neuron_torchscript
+from .conftest import FAMILY, REPO, Container, docker, make_model_dir, run_in
 
-pytestmark = [pytest.mark.container,
-              pytest.mark.skipif(FAMILY != "pytorch", reason="the gpu and inf1 rows are checked on the PyTorch family")]
+pytestmark = pytest.mark.container
+# the gpu row and the operator's inf1 builds are checked on the PyTorch family; every framework family builds and
+# checks its inf1 stub (neo.md §9.3), the hook families also serve their default model from it
+pytorch_only = pytest.mark.skipif(FAMILY != "pytorch", reason="checked on the PyTorch family's rows")
+inf1_family = pytest.mark.skipif(FAMILY not in ("pytorch", "mxnet", "tensorflow"),
+                                 reason="inf1 variants belong to the framework families")
+serves_default_model = pytest.mark.skipif(FAMILY not in ("pytorch", "mxnet"),
+                                          reason="the shared default model exists for the hook families")
 
 BUILD_IMAGE = REPO / "scripts" / "build_image.py"
 
@@ -47,6 +59,7 @@ def _labels(image: str) -> dict[str, str]:
     return json.loads(docker("image", "inspect", image).stdout)[0]["Config"].get("Labels") or {}
 
 
+@pytorch_only
 def test_images_19_gpu_stage_sets_nvidia_runtime_variables(image):
     """images §6 item 19: the gpu stage of the family Dockerfile sets NVIDIA_VISIBLE_DEVICES and
     NVIDIA_DRIVER_CAPABILITIES (what the NVIDIA container runtime reads to inject the driver)."""
@@ -102,6 +115,7 @@ def _build_inf1(*flags: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=900)
 
 
+@pytorch_only
 def test_images_24_inf1_neuron_label_absent_or_present(image, tmp_path):
     """images §6 item 24 (neo.md §9): an inf1 stub carries ai.smserve.neuron=absent; an image built with a Neuron
     package directory carries `present`, and the directory's wheels are importable from the family venv."""
@@ -131,3 +145,103 @@ def test_images_24_inf1_neuron_label_absent_or_present(image, tmp_path):
         assert result.stdout.strip() == "neuron packages installed"
     finally:
         docker("rmi", "-f", tag, moving, check=False)
+
+
+# ------------------------------------------------------------------ the inf1 stub serving (neo.md §9.2-§9.4)
+
+@pytest.fixture(scope="module")
+def inf1_stub(image):
+    """The inf1 stub as `build_image.py --variant inf1 --stub` builds it, kept under a tag of its own (the image
+    24 test rebuilds the row's tags with a Neuron directory and removes them)."""
+    build = _build_image_module()
+    matrix = build.load_matrix()
+    tag, moving = build.tags_for(matrix, build.find_row(matrix, FAMILY, "inf1"))
+    own = f"smserve-test-inf1-stub:{uuid.uuid4().hex[:10]}"
+    try:
+        stub = _build_inf1("--stub")
+        assert stub.returncode == 0, stub.stderr[-3000:]
+        docker("tag", tag, own)
+    finally:
+        docker("rmi", "-f", tag, moving, check=False)
+    yield own
+    docker("rmi", "-f", own, check=False)
+
+
+@pytest.fixture
+def stub_containers(inf1_stub):
+    started: list[Container] = []
+
+    def start(model_dir: Path, env: dict) -> Container:
+        started.append(Container(inf1_stub, model_dir, env=env))
+        return started[-1]
+
+    yield start
+    for container in started:
+        container.remove()
+
+
+@inf1_family
+def test_item41_every_framework_family_builds_its_inf1_stub(inf1_stub):
+    """images.md §1, neo.md §9.3: the family's inf1 row builds in `make test` as a stub (no Neuron packages here)
+    FROM its cpu image: labelled absent, variant inf1, and its settings apply the inf1 defaults of §9.2."""
+    labels = _labels(inf1_stub)
+    assert labels["ai.smserve.neuron"] == "absent" and labels["ai.smserve.variant"] == "inf1"
+    assert labels["ai.smserve.family"] == FAMILY
+    assert _env(inf1_stub).get("SMSERVE_VARIANT") == "inf1"
+    probe = run_in(inf1_stub, "python", "-c",
+                   "from smserve.config import load_settings; s = load_settings({'SMSERVE_VARIANT': 'inf1', "
+                   "'NEURON_CORE_HOST_TOTAL': '4', 'SMSERVE_FAMILY': '%s'}); "
+                   "print(s.variant, s.workers.value, s.workers.source)" % FAMILY)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    assert probe.stdout.split()[:2] == ["inf1", "4"], probe.stdout
+
+
+@serves_default_model
+def test_item41_inf1_stub_is_labelled_absent_and_serves_a_cpu_torchscript_stand_in(inf1_stub, stub_containers,
+                                                                                  tmp_path):
+    """item 41 (with items 38, 39 through the image's entrypoint): the stub carries ai.smserve.neuron=absent, holds
+    no Neuron framework, and serves the family's plain TorchScript model with NEURON_CORE_HOST_TOTAL=2 workers
+    and NEURONCORE_GROUP_SIZES=1; answers equal what torch computes here."""
+    labels = _labels(inf1_stub)
+    assert labels["ai.smserve.neuron"] == "absent" and labels["ai.smserve.variant"] == "inf1"
+    probe = run_in(inf1_stub, "python", "-c", "import importlib.util as u; print(u.find_spec('torch_neuron'))")
+    assert probe.returncode == 0 and probe.stdout.strip() == "None", probe.stdout + probe.stderr
+    model_dir = make_model_dir(tmp_path)
+    container = stub_containers(model_dir, {"NEURON_CORE_HOST_TOTAL": "2"})
+    container.wait_ready()
+    rows = [[1.0, 2.0, 3.0, 4.0]]
+    answer = requests.post(container.url + "/invocations", json=rows, timeout=30)
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_allclose(np.array(answer.json()), np.asarray(family_models().predict_default(model_dir, rows)),
+                               rtol=1e-5)
+    logs = container.logs()
+    assert f"family            {FAMILY} (inf1)" in logs, logs
+    assert "workers           2 (NEURON_CORE_HOST_TOTAL=2)" in logs, logs
+    assert "Inferentia device(s) on the PCI bus (vendor 1d0f, device 7064); device nodes: none" in logs, logs
+    assert "neuron variables  NEURONCORE_GROUP_SIZES=1" in logs, logs
+
+
+@serves_default_model
+def test_item40_inf1_stub_refuses_8_workers_on_4_neuroncores(stub_containers, tmp_path):
+    container = stub_containers(make_model_dir(tmp_path), {"NEURON_CORE_HOST_TOTAL": "4",
+                                                           "SAGEMAKER_MODEL_SERVER_WORKERS": "8"})
+    assert container.wait_exit(60) == 2
+    logs = container.logs()
+    assert "inf1: 8 workers x NeuronCore group size 1" in logs, logs
+    assert "= 8 NeuronCores, but this instance has 4 (NEURON_CORE_HOST_TOTAL=4" in logs, logs
+
+
+@pytorch_only
+def test_item42_inf1_stub_refuses_a_neuron_torchscript_without_dev_neuron(stub_containers, tmp_path):
+    """item 42: a TorchScript calling neuron:: operators (tests/neuron_models.py) in a container without
+    /dev/neuron*: exit 1 naming the file and /dev/neuron0, before a worker meets the unknown operator."""
+    model_dir = tmp_path / "model"
+    write_neuron_torchscript(model_dir / "model.pt")
+    for path in [tmp_path, model_dir, *model_dir.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    container = stub_containers(model_dir, {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
+    assert container.wait_exit(60) == 1
+    logs = container.logs()
+    assert "/opt/ml/model/model.pt is compiled for AWS Inferentia (TorchScript code" in logs, logs
+    assert "but /dev/neuron0 is missing" in logs and "compile the model for CPU" in logs, logs
+    assert "Unknown builtin op" not in logs, logs

@@ -31,6 +31,16 @@ def still_serves(server):
     return response
 
 
+def startup_line(serve, tmp_path, env: dict) -> str:
+    """Start a server that must refuse to start; return its one line of explanation (exit status 2)."""
+    status, logs = serve(make_dir(tmp_path), env, ready=False).wait_failed_start(60)
+    assert status == 2, logs
+    assert "Traceback" not in logs, logs
+    lines = [line for line in logs.splitlines() if line.startswith("smserve: ")]
+    assert len(lines) == 1, logs
+    return lines[0]
+
+
 def error(response, status: int, error_type: str | None = None) -> dict:
     """The spec's JSON error body (core §9) with this status and, when given, this type."""
     assert response.status_code == status, (response.status_code, response.text)

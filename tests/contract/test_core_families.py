@@ -13,22 +13,12 @@ from smserve.families import FAMILIES
 from ..families import REPO
 from ..harness import FAMILY, TARGET
 from ..models import make_dir
-from .core_scripts import ONE_WORKER, default_model
+from .core_scripts import ONE_WORKER, default_model, startup_line
 
 host_only = pytest.mark.skipif(TARGET != "host", reason="changes the Python path of the server process")
 
 # A map family that this environment (venv or image) does not hold: each holds exactly one family.
 ABSENT = next(name for name in FAMILIES if name != FAMILY)
-
-
-def startup_line(serve, tmp_path, env: dict) -> str:
-    """Start a server that must refuse to start; return its one line of explanation (exit status 2)."""
-    status, logs = serve(make_dir(tmp_path), env, ready=False).wait_failed_start(60)
-    assert status == 2, logs
-    assert "Traceback" not in logs, logs
-    lines = [line for line in logs.splitlines() if line.startswith("smserve: ")]
-    assert len(lines) == 1, logs
-    return lines[0]
 
 
 def test_layout_3_the_only_installed_family_is_the_default(serve, tmp_path):
@@ -60,13 +50,6 @@ def test_layout_3_several_installed_families_without_smserve_family_stop_with_on
     line = startup_line(serve, tmp_path, {"SMSERVE_FAMILY": "", "PYTHONPATH": str(REPO / "tensorflow")})
     installed = ", ".join(name for name in FAMILIES if name in (FAMILY, "tensorflow"))
     assert f"several families are installed ({installed}): set SMSERVE_FAMILY" in line, line
-
-
-@host_only
-@pytest.mark.parametrize("skeleton", ["neo"])
-def test_layout_1_skeleton_family_refuses_to_serve(serve, tmp_path, skeleton):
-    line = startup_line(serve, tmp_path, {"SMSERVE_FAMILY": skeleton, "PYTHONPATH": str(REPO / skeleton)})
-    assert "not implemented in this smserve release (skeleton only)" in line, line
 
 
 @host_only
