@@ -283,6 +283,11 @@ def build_row(matrix: dict, row: dict, args) -> int:
                 "--stub to build a stub image labelled ai.smserve.neuron=absent.")
             return 2
 
+    if row.get("needs_neo_libdlr") and not (args.neo_libdlr or os.environ.get("SMSERVE_NEO_LIBDLR")):
+        log(f"{name}: NEEDS A CUDA BUILD OF libdlr. The dlr==1.6.0 wheel's library runs on CPUs only and no DLR "
+            "with CUDA is on PyPI (neo.md §7.3, §7.4). Build DLR with CUDA (and TensorRT for Neo GPU artifacts) "
+            "and pass --neo-libdlr PATH (or SMSERVE_NEO_LIBDLR); the gpu image serves every model with it.")
+        return 2
     dockerfile = REPO / row.get("dockerfile", fam["dockerfile"])
     if not dockerfile.is_file():
         log(f"{name}: {dockerfile.relative_to(REPO)} does not exist; nothing built")
