@@ -167,6 +167,28 @@ bench-mxnet: bench-peer-setup
 	python3 bench/run_mxnet.py
 
 # ---------------------------------------------------------------------------
+# Neo family benchmark (bench/run_neo.py, docs/benchmarks.md): the xgboost app (CSV, 1 and 100 rows)
+# and the image app (224x224 JPEG) of smserve's Neo family (.venv/neo) vs sagemaker-inference 1.10.1
+# on multi-model-server 1.1.11 with dlr 1.6.0 and a handler doing AWS's Neo DLR work (.venv/peer-neo,
+# pins and handler in bench/peer_neo/), 2 workers each, 1/8 connections, against DLRModel.run called
+# directly; models built on the fly by neo/tests/neo_models.py. Creates both venvs when missing (the
+# peer's DLR telemetry off through neo/venv-setup.py); Java and wrk as for `make bench`.
+# Knobs: BENCH_DURATION (s, default 10), BENCH_NEO_ARGS (e.g. --quick, --json PATH, --strict). Not a CI gate.
+# ---------------------------------------------------------------------------
+.PHONY: bench-neo
+bench-neo:
+	command -v java >/dev/null 2>&1 && command -v wrk >/dev/null 2>&1 || scripts/bench-peer-setup.sh
+	test -x .venv/neo/bin/smserve || $(MAKE) -s .venv/neo/.installed
+	$(MAKE) -s .venv/peer-neo/.installed
+	.venv/neo/bin/python bench/run_neo.py $(BENCH_NEO_ARGS)
+
+.venv/peer-neo/.installed: bench/peer_neo/requirements.txt
+	test -x .venv/peer-neo/bin/python || $(PYTHON) -m venv .venv/peer-neo
+	.venv/peer-neo/bin/python -m pip install -q -r bench/peer_neo/requirements.txt
+	.venv/peer-neo/bin/python neo/venv-setup.py  # DLR telemetry off before anything imports dlr
+	touch $@
+
+# ---------------------------------------------------------------------------
 # TensorFlow family benchmark (bench/run_tensorflow.py): half_plus_three and a dense MLP 64-256-256-10
 # (SavedModels built into a temp dir) through the default conversion path (local channel, and
 # SMSERVE_TF_LOCAL_CHANNEL=false), an input_handler/output_handler pair and backend batching, at 1/2
