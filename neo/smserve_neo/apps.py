@@ -64,9 +64,15 @@ class ImageClassificationApp(_App):
         return array[np.newaxis, ...]
 
 
+_OTHER_DELIMITERS = frozenset(";\t |:'\"")
+
+
 def _sniff_delimiter(first_line: str) -> str:
     """csv.Sniffer on the first line, as AWS; a "delimiter" that is part of a number (it picks `1` for the
-    single column `1`) means there is none, and `,` is used."""
+    single column `1`) means there is none, and `,` is used. A line with commas and no other candidate
+    character or quote is what the sniffer always reads as comma-separated: answered without it (0.1 ms)."""
+    if "," in first_line and _OTHER_DELIMITERS.isdisjoint(first_line):
+        return ","
     try:
         delimiter = csv.Sniffer().sniff(first_line).delimiter
     except csv.Error:
@@ -77,13 +83,12 @@ def _sniff_delimiter(first_line: str) -> str:
 def parse_csv(text: str) -> np.ndarray:
     lines = text.rstrip().split("\n")
     delimiter = _sniff_delimiter(lines[0])
-    rows = [line.split(delimiter) for line in lines]
-    widths = {len(row) for row in rows}
+    widths = {line.count(delimiter) + 1 for line in lines}
     if len(widths) != 1:
         raise ClientError(f"CSV rows have different numbers of columns ({', '.join(map(str, sorted(widths)))}); "
                           f"send one row of {max(widths)} values per line")
-    try:
-        return np.array(rows, dtype=np.float32)
+    try:  # one flat conversion of every cell: the rows are all as wide
+        return np.array(delimiter.join(lines).split(delimiter), dtype=np.float32).reshape(len(lines), -1)
     except ValueError as exc:
         raise ClientError(f"CSV data must be numeric ({exc})") from None
 
