@@ -24,7 +24,7 @@ from .sidecars import Sidecars, kill_and_reap, signal_quietly as _signal
 from .config import Settings
 from .errors import StartupError
 from .families import resolve_family
-from .listen import bind
+from .listen import bind, bind_unix
 from .resources import plan_workers, worker_environment
 from .state import (DRAINING, EXIT_LOAD_FAILED, LOADING, READY, RESTARTING, SERVING, STARTING, STOPPED,
                     SharedState, WorkerSpec)
@@ -83,14 +83,15 @@ class Supervisor:
         s = self.settings
         for level, text in s.notices:
             log.log(level, "%s", text)
-        if s.multi_model:
-            raise StartupError("SAGEMAKER_MULTI_MODEL=true: multi-model endpoints are not available in this "
-                               "smserve release yet; unset it to serve the model in /opt/ml/model")
         from . import metrics as metrics_mod  # light: prometheus_client is imported when metrics are created
 
         metrics_mod.prepare(self.run_dir / "metrics")
-        self.sock = bind(s.port, s.host)
-        log.info("listening on port %d; /ping answers 503 until the model is loaded", s.port)
+        if s.unix_socket is not None:  # one model of a multi-model endpoint, behind its front
+            self.sock = bind_unix(s.unix_socket)
+            log.info("model %s: listening on %s", s.served_model_name, s.unix_socket)
+        else:
+            self.sock = bind(s.port, s.host)
+            log.info("listening on port %d; /ping answers 503 until the model is loaded", s.port)
 
         layout = self.family.resolve_layout(s, self.run_dir)
         for warning in layout.warnings:
@@ -422,4 +423,8 @@ class Supervisor:
 
 def serve(settings: Settings) -> int:
     logs.configure(settings)
+    if settings.multi_model:
+        from .mme.front import serve as serve_models
+
+        return serve_models(settings)
     return Supervisor(settings).run()
