@@ -217,6 +217,7 @@ class Settings:
     mme: MultiModelSettings | None = None  # SAGEMAKER_MULTI_MODEL=true only
     unix_socket: Path | None = None  # a model server of a multi-model endpoint listens here, not on the port
     served_model_name: str = "model"  # the name a multi-model endpoint loaded this model server under
+    requirements_cache: Path | None = None  # a multi-model endpoint's shared, content-keyed requirements overlays
 
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -494,4 +495,5 @@ def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = 
         mme=mme,
         unix_socket=Path(env["SMSERVE_UNIX_SOCKET"]) if env.get("SMSERVE_UNIX_SOCKET") else None,
         served_model_name=(env.get("SMSERVE_SERVED_MODEL_NAME") or "model"),
+        requirements_cache=Path(env["SMSERVE_REQUIREMENTS_CACHE"]) if env.get("SMSERVE_REQUIREMENTS_CACHE") else None,
     )

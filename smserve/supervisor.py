@@ -116,7 +116,9 @@ class Supervisor:
                         layout.requirements, layout.code_dir / "lib", self.family.display_name)
             layout = dataclasses.replace(layout, requirements=None)
         install = layout.requirements is not None and not s.skip_requirements
-        prefix = self.run_dir / "requirements"
+        prefix = (requirements.cache_prefix(layout.requirements, s.requirements_cache,
+                                            self.family.requirement_constraints)
+                  if install and s.requirements_cache is not None else self.run_dir / "requirements")
         site_dirs = (str(requirements.site_dir(prefix)),) if install else ()
         prepend, append = layout.import_paths()
         os.environ["PYTHONPATH"] = os.pathsep.join(  # for the user's subprocesses

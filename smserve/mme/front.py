@@ -48,6 +48,10 @@ class ModelNotLoadable(ServingError):
     status, error_type = 500, "ModelLoadError"
 
 
+class RequirementsInstallError(ServingError):
+    status, error_type = 500, "RequirementsInstallError"
+
+
 class WorkerDied(ServingError):
     status, error_type = 500, "WorkerDied"
 
@@ -209,6 +213,9 @@ class Front:
                 if server.out_of_memory():
                     raise InsufficientMemory(f"model {name!r} ran out of memory while loading: "
                                              f"{server.last_error()}; unload other models and retry")
+                if server.requirements_failed():
+                    raise RequirementsInstallError(f"model {name!r}: installing its code/requirements.txt failed; "
+                                                   f"pip said:\n{server.pip_output()}")
                 raise ModelNotLoadable(f"model {name!r} could not be loaded: {server.last_error()}")
             self.models[name] = Model(name, str(url), server)
         finally:

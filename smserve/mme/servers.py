@@ -37,7 +37,8 @@ class ModelServer:
         digest = hashlib.sha256(name.encode()).hexdigest()[:16]
         self.socket_path = run_dir / f"model-{digest}.sock"
         self.env = {**env, "SMSERVE_UNIX_SOCKET": str(self.socket_path), "SMSERVE_SERVED_MODEL_NAME": name,
-                    "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)}
+                    "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+                    "SMSERVE_REQUIREMENTS_CACHE": str(run_dir / "requirements")}
         self.env.pop("SAGEMAKER_MULTI_MODEL", None)
         self.response_timeout = timeout
         self.proc: subprocess.Popen | None = None
@@ -84,6 +85,15 @@ class ModelServer:
         return (self.proc is not None and self.proc.poll() in OOM_STATUSES) or any(
             marker in text for marker in ("MemoryError", "out of memory", "OutOfMemory", "killed by signal 9",
                                           "OOM"))
+
+    def requirements_failed(self) -> bool:
+        return any("pip failed with status" in line for line in self.tail)
+
+    def pip_output(self) -> str:
+        """pip's last lines, from the model server's log of the failed install."""
+        lines = list(self.tail)
+        start = next(i for i, line in enumerate(lines) if "pip failed with status" in line)
+        return "\n".join(line for line in lines[start + 1:start + 16] if " INFO " not in line)
 
     def last_error(self) -> str:
         """The most telling of its last log lines: an ERROR line, else the last one."""
