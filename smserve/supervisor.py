@@ -349,6 +349,13 @@ class Supervisor:
                     oom_now = _oom_kills()
                     reason = "oom" if oom_now > oom_seen else "crash"
                     oom_seen = oom_now
+                if s.unix_socket is not None and reason != "hung":
+                    # a model of a multi-model endpoint: its front unregisters it when this server ends, and the
+                    # platform loads it again (core §13.3), instead of this server restarting the worker
+                    log.error("worker %d (pid %d) of model %s exited with status %s (%s); stopping this model "
+                              "server so that the model is unregistered", slot, pid, s.served_model_name, code, reason)
+                    self.stop_signal = signal.SIGTERM
+                    break
                 failures = self.failures.get(slot, 0) + (0 if reason == "hung" else 1)
                 self.failures[slot] = failures
                 # a first crash is replaced at once (the others are serving alone meanwhile); repeated crashes of

@@ -5,10 +5,13 @@ bytes to the named model's own server (servers.py) over a Unix socket."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import os
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -67,19 +70,26 @@ class Front:
         self.draining = False
         self.access_log = AccessLog(settings)
         self.evictions = 0
-        self.child_env = self._child_env()
+        self.universal = self._universal_code()
+        self.loading_servers: dict[str, ModelServer] = {}
 
-    def _child_env(self) -> dict[str, str]:
-        """What every model server gets: this environment, plus the universal code folder (core §13.4) as the
-        place to look when a model has no code/ of its own."""
+    def _universal_code(self) -> Path | None:
+        """The universal code folder (core §13.4), for models without a code/ module of their own."""
+        if self.settings.submit_directory:
+            return None
+        for folder in (self.mme.models_root / "code", self.settings.base_dir / "code"):
+            if (folder / self.settings.program).is_file():
+                log.info("universal code: %s applies to models without code/%s", folder / self.settings.program,
+                         self.settings.program)
+                return folder
+        return None
+
+    def _model_env(self, url: Path) -> dict[str, str]:
+        """A model's server gets this environment, plus the universal code folder when the model has no module of
+        its own (passed only then: a family may rank SAGEMAKER_SUBMIT_DIRECTORY above code/, as Neo does)."""
         env = dict(os.environ)
-        if not self.settings.submit_directory:
-            for folder in (self.mme.models_root / "code", self.settings.base_dir / "code"):
-                if (folder / self.settings.program).is_file():
-                    env["SAGEMAKER_SUBMIT_DIRECTORY"] = str(folder)
-                    log.info("universal code: %s applies to models without code/%s", folder / self.settings.program,
-                             self.settings.program)
-                    break
+        if self.universal is not None and not (url / "code" / self.settings.program).is_file():
+            env["SAGEMAKER_SUBMIT_DIRECTORY"] = str(self.universal)
         return env
 
     # ------------------------------------------------------------ ASGI entry
@@ -110,7 +120,7 @@ class Front:
 
     async def _route(self, scope, receive, send, echo) -> tuple[int, int, int, str]:
         path, method = scope["path"], scope["method"]
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         parts = [unquote(p) for p in scope.get("raw_path", path.encode()).decode("latin-1").strip("/").split("/")]
         if path == "/invocations":
             self._allow(method, ("POST",), path)
@@ -192,7 +202,7 @@ class Front:
         if name in self.models or name in self.loading:
             raise Conflict(f"model {name!r} is already {'loaded' if name in self.models else 'loading'}; "
                            f"DELETE /models/{name} first to load it again")
-        env = dict(self.child_env)
+        env = self._model_env(url)
         timeout = fields.get("response_timeout")
         if timeout is not None:
             if not isinstance(timeout, (int, str)) or not str(timeout).isdigit() or int(timeout) < 1:
@@ -201,12 +211,20 @@ class Front:
         self.loading.add(name)
         try:
             await self._make_room(url, workers)
+            if self.draining:
+                raise ServingError("the endpoint is shutting down", status=503, error_type="ShuttingDown")
             server = ModelServer(name, url, self.run_dir, workers, env, None)
             server.start()
+            self.loading_servers[name] = server
             why = await server.wait_ready(self.settings.startup_timeout)
+            if self.draining:
+                why = why or "shutdown"
             if why is not None:
                 await server.stop(1.0)
                 await asyncio.get_running_loop().run_in_executor(None, server.relay.join, 5)
+                if why == "shutdown":
+                    raise ServingError(f"the endpoint is shutting down; model {name!r} was not loaded", status=503,
+                                       error_type="ShuttingDown")
                 if why == "timeout":
                     raise LoadTimeout(f"model {name!r} was not ready within {self.settings.startup_timeout:g} s "
                                       f"(SAGEMAKER_STARTUP_TIMEOUT); its processes were stopped")
@@ -220,6 +238,7 @@ class Front:
             self.models[name] = Model(name, str(url), server)
         finally:
             self.loading.discard(name)
+            self.loading_servers.pop(name, None)
         log.info("model %s loaded from %s with %d worker(s)", name, url, workers)
         text = self.family.mme_loaded_status.format(name=name, workers=workers)
         body = json.dumps({"status": text}).encode()
@@ -370,9 +389,41 @@ class Front:
                     log.error("model %s: its server exited with status %s; unregistered (load it again)",
                               model.name, code)
 
-    async def stop_all(self) -> None:
+    def begin_shutdown(self) -> None:
+        """SIGTERM: /ping turns 503, loads in progress are abandoned (their servers killed), no new load starts."""
         self.draining = True
+        for server in self.loading_servers.values():
+            server.kill_now()
+
+    async def stop_all(self) -> None:
+        self.begin_shutdown()
         await asyncio.gather(*(self._stop_model(m) for m in list(self.models.values())))
+
+
+class FrontServer(uvicorn.Server):
+    """uvicorn for the front: SIGTERM stops loads and every model server before the process exits 0 (uvicorn would
+    re-raise the signal after serving, and the model servers would be left to PR_SET_PDEATHSIG)."""
+
+    def __init__(self, config: uvicorn.Config, front: Front):
+        super().__init__(config)
+        self.front = front
+
+    def handle_exit(self, sig, frame) -> None:
+        self.front.begin_shutdown()
+        super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    async def shutdown(self, sockets=None) -> None:
+        await super().shutdown(sockets)
+        await self.front.stop_all()
 
 
 def serve(settings: Settings) -> int:
@@ -390,8 +441,8 @@ def serve(settings: Settings) -> int:
     front = Front(settings, run_dir)
     config = uvicorn.Config(front, loop="uvloop", http="httptools", lifespan="off", access_log=False,
                             log_config=None, timeout_keep_alive=settings.idle_timeout, server_header=False,
-                            date_header=False)
-    server = uvicorn.Server(config)
+                            date_header=False, timeout_graceful_shutdown=math.ceil(settings.graceful_timeout))
+    server = FrontServer(config, front)
 
     async def main() -> None:
         front.access_log.bind(asyncio.get_running_loop())
@@ -402,7 +453,7 @@ def serve(settings: Settings) -> int:
             await server.serve(sockets=[sock])
         finally:
             watcher.cancel()
-            await front.stop_all()
+            await front.stop_all()  # already done on a signal; here for any other way out
 
     try:
         asyncio.run(main())

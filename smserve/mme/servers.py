@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from pathlib import Path
 
@@ -34,8 +35,9 @@ class ModelServer:
     def __init__(self, name: str, url: Path, run_dir: Path, workers: int, env: dict[str, str],
                  timeout: float | None):
         self.name, self.url, self.workers = name, url, workers
-        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-        self.socket_path = run_dir / f"model-{digest}.sock"
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        # one socket per load: a server of the same name that is still stopping never touches the new one's
+        self.socket_path = run_dir / f"model-{digest}-{uuid.uuid4().hex[:8]}.sock"
         self.env = {**env, "SMSERVE_UNIX_SOCKET": str(self.socket_path), "SMSERVE_SERVED_MODEL_NAME": name,
                     "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
                     "SMSERVE_REQUIREMENTS_CACHE": str(run_dir / "requirements")}
@@ -84,7 +86,7 @@ class ModelServer:
         text = "\n".join(self.tail)
         return (self.proc is not None and self.proc.poll() in OOM_STATUSES) or any(
             marker in text for marker in ("MemoryError", "out of memory", "OutOfMemory", "killed by signal 9",
-                                          "OOM"))
+                                          "OOM", "with status -9 ", "(oom)"))
 
     def requirements_failed(self) -> bool:
         return any("pip failed with status" in line for line in self.tail)
