@@ -100,12 +100,12 @@ demo: venv-pytorch engine
 # The shared suites. Hook-style families (PyTorch, MXNet) run them all; the TensorFlow family has no model_fn
 # hooks (its front converts or runs input_handler/output_handler), and the Neo family serves compiled artifacts
 # through BYOM functions or AWS's apps, so their own suites (F/tests) are their contract suites, beside the
-# core's unit tests.
+# core's unit tests and, on the host, the multi-model suite (TensorFlow: its refusal).
 HOST_SUITES     ?= tests/unit tests/contract tests/robustness
 CONTRACT_SUITES ?= tests/contract
-HOST_SUITES_tensorflow     ?= tests/unit
+HOST_SUITES_tensorflow     ?= tests/unit tests/contract/test_core_mme.py
 CONTRACT_SUITES_tensorflow ?= tensorflow/tests
-HOST_SUITES_neo            ?= tests/unit
+HOST_SUITES_neo            ?= tests/unit tests/contract/test_core_mme.py
 CONTRACT_SUITES_neo        ?= neo/tests
 .PHONY: test $(foreach f,$(FAMILIES),test-$(f) test-$(f)-host test-$(f)-container)
 test: $(addprefix test-,$(FAMILIES))

@@ -152,6 +152,18 @@ INSTANCE_CORES_TEXT = ", ".join(f"{name} {cores}" for name, cores in neuron.INST
 
 
 @dataclass(frozen=True)
+class MultiModelSettings:
+    """Multi-model endpoints (spec core §13): where models may live, how many workers each gets, when a load
+    must give way (507) or evict (LRU)."""
+
+    models_root: Path  # <base>/models: load urls must lie inside it
+    workers_per_model: int
+    max_models: int  # 0: no cap
+    min_free_memory_pct: float
+    eviction: str  # "none" (507) or "lru"
+
+
+@dataclass(frozen=True)
 class Settings:
     family: str
     variant: str
@@ -202,6 +214,10 @@ class Settings:
     family_options: Mapping[str, Any] = field(default_factory=dict)
     region: str | None = None
     neuron: NeuronSettings | None = None  # inf1 variants only
+    mme: MultiModelSettings | None = None  # SAGEMAKER_MULTI_MODEL=true only
+    unix_socket: Path | None = None  # a model server of a multi-model endpoint listens here, not on the port
+    served_model_name: str = "model"  # the name a multi-model endpoint loaded this model server under
+    requirements_cache: Path | None = None  # a multi-model endpoint's shared, content-keyed requirements overlays
 
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -322,6 +338,22 @@ def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = 
     safe_port_range = parse_port_range("SAGEMAKER_SAFE_PORT_RANGE", safe_range) if safe_range else None
 
     base_dir = Path(env.get("SAGEMAKER_BASE_DIR") or "/opt/ml")
+    mme = None
+    if multi_model:
+        pct_raw = (env.get("SMSERVE_MME_MIN_FREE_MEMORY_PCT") or "10").strip()
+        try:
+            pct = float(pct_raw)
+        except ValueError:
+            pct = -1.0
+        if not 0 <= pct < 100:
+            raise ConfigError("SMSERVE_MME_MIN_FREE_MEMORY_PCT", pct_raw, "a percentage from 0 to 99")
+        mme = MultiModelSettings(
+            models_root=Path(env.get("SMSERVE_MME_MODELS_ROOT") or base_dir / "models"),
+            workers_per_model=integer("SMSERVE_MME_WORKERS_PER_MODEL", 1, 1),
+            max_models=integer("SMSERVE_MME_MAX_MODELS", 0, 0),
+            min_free_memory_pct=pct,
+            eviction=parse_choice("SMSERVE_MME_EVICTION", env.get("SMSERVE_MME_EVICTION") or "none",
+                                  ("none", "lru")))
     resolved_model_dir = Path(model_dir) if model_dir else base_dir / "model"
 
     program_raw = env.get("SAGEMAKER_PROGRAM")
@@ -460,4 +492,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, family: str | None = 
         family_options=family_options,
         region=env.get("SAGEMAKER_REGION") or env.get("AWS_REGION") or None,
         neuron=neuron_settings,
+        mme=mme,
+        unix_socket=Path(env["SMSERVE_UNIX_SOCKET"]) if env.get("SMSERVE_UNIX_SOCKET") else None,
+        served_model_name=(env.get("SMSERVE_SERVED_MODEL_NAME") or "model"),
+        requirements_cache=Path(env["SMSERVE_REQUIREMENTS_CACHE"]) if env.get("SMSERVE_REQUIREMENTS_CACHE") else None,
     )

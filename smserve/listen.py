@@ -12,7 +12,9 @@ connections while a lone worker restarts, and every worker also accepts from it.
 from __future__ import annotations
 
 import errno
+import os
 import socket
+from pathlib import Path
 
 from .errors import StartupError
 
@@ -55,6 +57,17 @@ def bind(port: int, host: str | None = None) -> socket.socket:
             raise
         if not reuse_port:
             sock.close()  # the probe: the port was free
+    sock.listen(BACKLOG)
+    sock.set_inheritable(True)
+    return sock
+
+
+def bind_unix(path: Path) -> socket.socket:
+    """A model server of a multi-model endpoint: its front connects here (a private run folder, mode 0600)."""
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    os.chmod(path, 0o600)
     sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock

@@ -12,9 +12,12 @@ the supervisor imports nothing a requirement could replace (tests/contract/test_
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
 import os
 import re
+import shutil
 import site
 import subprocess
 import sys
@@ -111,8 +114,38 @@ def codeartifact_index(arn: str, region: str | None) -> PrivateIndex:
     return PrivateIndex(f"{scheme}://aws:{token}@{rest.rstrip('/')}/simple/", token, host)
 
 
+def cache_prefix(requirements: Path, cache: Path, constraints: tuple[str, ...]) -> Path:
+    """The overlay of a requirements file in a shared cache (a multi-model endpoint's models, core §13.4): keyed
+    by the SHA-256 of its content and the pins kept, so identical files are installed once."""
+    digest = hashlib.sha256(requirements.read_bytes() + "\n".join(constraints).encode()).hexdigest()
+    return cache / digest[:32]
+
+
+COMPLETE = ".smserve-complete"
+
+
 def install(requirements: Path, prefix: Path, settings: Settings, constraints: tuple[str, ...] = (),
             constraint_reason: str = "") -> None:
+    """Into `prefix`; a prefix in the shared cache is installed by one server at a time and reused once done."""
+    if settings.requirements_cache is None or not prefix.is_relative_to(settings.requirements_cache):
+        return _install(requirements, prefix, settings, constraints, constraint_reason)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    with open(prefix.with_name(prefix.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another model with the same file may be installing it right now
+        if (prefix / COMPLETE).is_file():
+            log.info("requirements %s: reusing %s (same content installed for an earlier model)", requirements,
+                     site_dir(prefix))
+            return
+        try:
+            _install(requirements, prefix, settings, constraints, constraint_reason)
+        except BaseException:
+            shutil.rmtree(prefix, ignore_errors=True)
+            raise
+        (prefix / COMPLETE).write_text("")
+
+
+def _install(requirements: Path, prefix: Path, settings: Settings, constraints: tuple[str, ...] = (),
+             constraint_reason: str = "") -> None:
     create_overlay(prefix)
     command = [str(overlay_python(prefix)), "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
                "--no-warn-script-location", "-r", str(requirements)]

@@ -24,7 +24,7 @@ from .sidecars import Sidecars, kill_and_reap, signal_quietly as _signal
 from .config import Settings
 from .errors import StartupError
 from .families import resolve_family
-from .listen import bind
+from .listen import bind, bind_unix
 from .resources import plan_workers, worker_environment
 from .state import (DRAINING, EXIT_LOAD_FAILED, LOADING, READY, RESTARTING, SERVING, STARTING, STOPPED,
                     SharedState, WorkerSpec)
@@ -83,14 +83,15 @@ class Supervisor:
         s = self.settings
         for level, text in s.notices:
             log.log(level, "%s", text)
-        if s.multi_model:
-            raise StartupError("SAGEMAKER_MULTI_MODEL=true: multi-model endpoints are not available in this "
-                               "smserve release yet; unset it to serve the model in /opt/ml/model")
         from . import metrics as metrics_mod  # light: prometheus_client is imported when metrics are created
 
         metrics_mod.prepare(self.run_dir / "metrics")
-        self.sock = bind(s.port, s.host)
-        log.info("listening on port %d; /ping answers 503 until the model is loaded", s.port)
+        if s.unix_socket is not None:  # one model of a multi-model endpoint, behind its front
+            self.sock = bind_unix(s.unix_socket)
+            log.info("model %s: listening on %s", s.served_model_name, s.unix_socket)
+        else:
+            self.sock = bind(s.port, s.host)
+            log.info("listening on port %d; /ping answers 503 until the model is loaded", s.port)
 
         layout = self.family.resolve_layout(s, self.run_dir)
         for warning in layout.warnings:
@@ -115,7 +116,9 @@ class Supervisor:
                         layout.requirements, layout.code_dir / "lib", self.family.display_name)
             layout = dataclasses.replace(layout, requirements=None)
         install = layout.requirements is not None and not s.skip_requirements
-        prefix = self.run_dir / "requirements"
+        prefix = (requirements.cache_prefix(layout.requirements, s.requirements_cache,
+                                            self.family.requirement_constraints)
+                  if install and s.requirements_cache is not None else self.run_dir / "requirements")
         site_dirs = (str(requirements.site_dir(prefix)),) if install else ()
         prepend, append = layout.import_paths()
         os.environ["PYTHONPATH"] = os.pathsep.join(  # for the user's subprocesses
@@ -346,6 +349,13 @@ class Supervisor:
                     oom_now = _oom_kills()
                     reason = "oom" if oom_now > oom_seen else "crash"
                     oom_seen = oom_now
+                if s.unix_socket is not None and reason != "hung":
+                    # a model of a multi-model endpoint: its front unregisters it when this server ends, and the
+                    # platform loads it again (core §13.3), instead of this server restarting the worker
+                    log.error("worker %d (pid %d) of model %s exited with status %s (%s); stopping this model "
+                              "server so that the model is unregistered", slot, pid, s.served_model_name, code, reason)
+                    self.stop_signal = signal.SIGTERM
+                    break
                 failures = self.failures.get(slot, 0) + (0 if reason == "hung" else 1)
                 self.failures[slot] = failures
                 # a first crash is replaced at once (the others are serving alone meanwhile); repeated crashes of
@@ -422,4 +432,8 @@ class Supervisor:
 
 def serve(settings: Settings) -> int:
     logs.configure(settings)
+    if settings.multi_model:
+        from .mme.front import serve as serve_models
+
+        return serve_models(settings)
     return Supervisor(settings).run()

@@ -101,7 +101,8 @@ class WorkerServer(uvicorn.Server):
             return
         sockets = [] if self.accept_at_once else [self.shared]
         try:
-            sockets.append(listen.worker_listener(self.shared))
+            if self.shared.family != socket.AF_UNIX:  # a multi-model front's connections: one shared socket
+                sockets.append(listen.worker_listener(self.shared))
         except OSError as exc:
             log.warning("worker accepts on the shared socket only (no SO_REUSEPORT listener of its own: %s); "
                         "connections may gather on one worker", exc)

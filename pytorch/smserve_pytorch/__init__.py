@@ -24,6 +24,7 @@ class PyTorchFamily(Family):
     framework_distribution = "torch"
     expected_files = "model.pt (TorchScript), exactly one .pt/.pth file, or one .pt2 torch.export program"
     footprint_mb = 300
+    mme_loaded_status = 'Model "{name}" Version: 1.0 registered with {workers} initial workers'  # TorchServe's
     preload_modules = ("torch", "smserve_pytorch.defaults")  # torch initialises CUDA lazily, at first use
     env = FamilyEnv(
         legacy_prefix="TS",

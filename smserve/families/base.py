@@ -73,6 +73,10 @@ class Family:
     preload_modules: tuple[str, ...] = ()
     preload_with_gpus = True  # False where importing the framework may initialise CUDA before CUDA_VISIBLE_DEVICES
     extra_hook_names: tuple[str, ...] = ()  # family hooks the startup summary lists besides the core's
+    # multi-model endpoints (core §13): whether this family serves them yet, and the status text of a load (AWS's
+    # MMS-based images answer "Workers scaled"; TorchServe's is PyTorch's own)
+    serves_multi_model = True
+    mme_loaded_status = "Workers scaled"
 
     def framework_version(self) -> str:
         try:

@@ -57,6 +57,7 @@ def _model_name(name: str, value: str) -> str | None:
 class TensorFlowFamily(Family):
     name = "tensorflow"
     display_name = "TensorFlow Serving"
+    serves_multi_model = False  # tensorflow.md §12 (one backend per model, its own bodies): not built yet
     framework_distribution = "tensorflow-cpu"
     expected_files = "a SavedModel: <model name>/<version number>/saved_model.pb, e.g. half_plus_three/00000123/"
     descend_single_directory = False  # the model's own directory is part of the layout (its name is the model's)
