@@ -27,7 +27,8 @@ from ..families import resolve_family
 from ..listen import bind
 from ..logs import AccessLog
 from ..server import PING_OK, _request_id, _respond
-from .registry import Model, check_name, directory_bytes, memory_figures, page
+from ..resources import directory_size
+from .registry import Model, check_name, memory_figures, page
 from .servers import ModelServer, rss_bytes
 from .upstream import NOT_FORWARDED, UpstreamClosed
 
@@ -269,7 +270,7 @@ class Front:
 
     async def _make_room(self, url: Path, workers: int) -> None:
         """507 when the model would not fit, or (SMSERVE_MME_EVICTION=lru) unload idle models until it does."""
-        need = directory_bytes(url) * workers * 1.2
+        need = directory_size(url) * workers * 1.2
         while True:
             available, limit = memory_figures()
             keep = limit * self.mme.min_free_memory_pct / 100

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,17 +58,6 @@ def page(names: list[str], limit_raw: str | None, token_raw: str | None) -> tupl
     more = len(ordered) > limit
     token = base64.urlsafe_b64encode(chosen[-1].encode()).decode("ascii") if more and chosen else None
     return chosen, token
-
-
-def directory_bytes(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def _read(path: str) -> str | None:
