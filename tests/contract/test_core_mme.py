@@ -908,3 +908,56 @@ def test_core_mme_tensorflow_refuses_multi_model_mode(serve, tmp_path):
     assert len(lines) == 1, logs
     assert "TensorFlow" in lines[0] and "not available" in lines[0], lines
     assert "Traceback" not in logs, logs
+
+
+@mme_family
+@pytest.mark.slow
+@pytest.mark.skipif(FAMILY != "neo", reason="hundreds of model-server starts: run where one starts in ~0.5 s "
+                                             "(the front, its routing and eviction do not depend on the family)")
+def test_core_mme_mixed_workload_20_models_lru_no_cross_talk(serve, tmp_path):
+    """Issue 10 item 3: 20 models loaded and invoked in random order by 4 clients under SMSERVE_MME_EVICTION=lru
+    with room for 4. Every answer belongs to the model asked (its folder, as its model_fn saw it); nothing is
+    lost: a request gets its model's answer, or a 404 that a reload fixes (a 409 while another client loads it)."""
+    root = tmp_path / "models"
+    root.mkdir()
+    for path in (tmp_path, root):
+        path.chmod(0o755)
+    names = [f"mix{i:02d}" for i in range(20)]
+    for name in names:
+        report_dir(root, name)
+    server = serve(root, {"SAGEMAKER_MULTI_MODEL": "true", "SMSERVE_MME_MODELS_ROOT": str(served_path(root)),
+                          "SMSERVE_MME_MAX_MODELS": "4", "SMSERVE_MME_EVICTION": "lru"})
+    statuses: dict[int, int] = {}
+    wrong: list = []
+    lock = threading.Lock()
+
+    def client(seed: int) -> int:
+        rng = np.random.default_rng(seed)
+        served = 0
+        for _ in range(30):
+            name = names[int(rng.integers(len(names)))]
+            for _attempt in range(20):
+                response = invoke(server, name)
+                with lock:
+                    statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                if response.status_code == 200:
+                    if response.json()["model_dir"] != name:
+                        wrong.append((name, response.json()))
+                    served += 1
+                    break
+                assert response.status_code == 404, (name, response.status_code, response.text)
+                loading = load(server, name, root / name)
+                assert loading.status_code in (200, 409, 507), (name, loading.status_code, loading.text)
+                if loading.status_code != 200:
+                    time.sleep(0.2)  # another client is loading it, or every model is busy right now
+            else:
+                raise AssertionError(f"{name} could not be served in 20 attempts: {statuses}")
+        return served
+
+    served = sum(in_parallel(*[lambda seed=seed: client(seed) for seed in range(4)]))
+    assert served == 120 and not wrong, (served, wrong[:3])
+    assert len(listed(server)) <= 4, listed(server)
+    assert statuses.get(200) == 120 and set(statuses) <= {200, 404}, statuses
+    metrics = requests.get(server.url + "/metrics", timeout=10).text
+    evictions = next(line for line in metrics.splitlines() if line.startswith("smserve_mme_evictions_total "))
+    assert float(evictions.split()[1]) > 0, metrics  # 20 models through room for 4: LRU made room
