@@ -632,14 +632,8 @@ def test_mxnet_27_mme_models_use_their_own_scripts(serve, tmp_path):
         model_dir = make_dir(root, name)
         export_checkpoint(model_dir)
         write_code(model_dir, MME_SCRIPT % name)
-    server = serve(root, {"SAGEMAKER_MULTI_MODEL": "true", **ONE_WORKER}, ready=False)
-    try:
-        server.wait_ready(90)
-    except RuntimeError:
-        if "multi-model endpoints are not available" in server.logs():
-            pytest.skip("core: SAGEMAKER_MULTI_MODEL is not implemented in this smserve release yet")
-        raise
     base = CONTAINER_MODEL_DIR if TARGET == "container" else str(root)
+    server = serve(root, {"SAGEMAKER_MULTI_MODEL": "true", "SMSERVE_MME_MODELS_ROOT": base, **ONE_WORKER})
     for name in ("alpha", "beta"):
         response = server.post("/models", data=json.dumps({"model_name": name, "url": f"{base}/{name}"}),
                                timeout=120)

@@ -45,14 +45,15 @@ def test_layout_1_every_family_folder_has_the_same_shape(family):
 
 
 def test_layout_1_the_core_knows_no_framework():
-    """smserve/ imports no framework and holds no family code; the core distribution packages only smserve and
-    the sagemaker_inference compatibility package."""
+    """smserve/ imports no framework and holds no family code; the core distribution packages only smserve (with
+    its multi-model front) and the sagemaker_inference compatibility package."""
     framework_import = re.compile(rf"^\s*(?:import|from)\s+({'|'.join(FRAMEWORKS)}|smserve_\w+)\b", re.M)
     for path in (REPO / "smserve").rglob("*.py"):
         assert not framework_import.search(path.read_text()), path
     assert sorted(p.name for p in (REPO / "smserve" / "families").iterdir() if p.suffix == ".py") == [
         "__init__.py", "base.py"]
-    assert pyproject(".")["tool"]["setuptools"]["packages"] == ["smserve", "smserve.families", "sagemaker_inference"]
+    assert pyproject(".")["tool"]["setuptools"]["packages"] == ["smserve", "smserve.families", "smserve.mme",
+                                                                 "sagemaker_inference"]
 
 
 def test_layout_2_nothing_importable_as_a_framework_is_created():
