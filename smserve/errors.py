@@ -127,6 +127,31 @@ class DeadlineExceeded(ServingError):
     status, error_type = 504, "DeadlineExceeded"
 
 
+# multi-model endpoints (core §13.2, §13.5)
+class Conflict(ServingError):
+    status, error_type = 409, "Conflict"
+
+
+class LoadTimeout(ServingError):
+    status, error_type = 408, "LoadTimeout"
+
+
+class InsufficientMemory(ServingError):
+    status, error_type = 507, "InsufficientMemory"
+
+
+class ModelNotLoadable(ServingError):
+    status, error_type = 500, "ModelLoadError"
+
+
+class RequirementsInstallError(ServingError):
+    status, error_type = 500, "RequirementsInstallError"
+
+
+class WorkerDied(ServingError):
+    status, error_type = 500, "WorkerDied"
+
+
 class UnsupportedFormatError(Exception):
     """Raised by codecs and hooks for a media type they cannot handle.
 

@@ -21,8 +21,9 @@ from urllib.parse import parse_qs, unquote
 import uvicorn
 
 from ..config import Settings
-from ..errors import (BadRequest, MethodNotAllowed, ModelNotFound, PayloadTooLarge, RouteNotFound, ServingError,
-                      StartupError, error_body)
+from ..errors import (BadRequest, Conflict, InsufficientMemory, LoadTimeout, MethodNotAllowed, ModelNotFound,
+                      ModelNotLoadable, PayloadTooLarge, RequirementsInstallError, RouteNotFound, ServingError,
+                      StartupError, WorkerDied, error_body)
 from ..families import resolve_family
 from ..listen import bind
 from ..logs import AccessLog
@@ -34,30 +35,6 @@ from .upstream import NOT_FORWARDED, UpstreamClosed
 
 log = logging.getLogger("smserve.mme")
 JSON = b"application/json"
-
-
-class Conflict(ServingError):
-    status, error_type = 409, "Conflict"
-
-
-class LoadTimeout(ServingError):
-    status, error_type = 408, "LoadTimeout"
-
-
-class InsufficientMemory(ServingError):
-    status, error_type = 507, "InsufficientMemory"
-
-
-class ModelNotLoadable(ServingError):
-    status, error_type = 500, "ModelLoadError"
-
-
-class RequirementsInstallError(ServingError):
-    status, error_type = 500, "RequirementsInstallError"
-
-
-class WorkerDied(ServingError):
-    status, error_type = 500, "WorkerDied"
 
 
 class Front:
