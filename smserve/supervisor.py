@@ -71,6 +71,8 @@ class Supervisor:
             log.error("%s", exc)
             return exc.exit_status
         finally:
+            # a failed start: the stand-in finishes the /ping it is answering (not cut mid-body) before the rest go
+            self._retire_standin(wait=2.0)
             self._stop_workers()
             self.sidecars.stop(1.0)
             shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -249,13 +251,13 @@ class Supervisor:
         for module in worker_modules:  # for the stand-in and for workers forked here
             importlib.import_module(module)
 
-    def _retire_standin(self) -> None:
-        """Every worker is ready: the stand-in stops accepting, answers what it holds and exits. Readiness waits
-        only for the first (about 10 ms); the monitor reaps it when it exits."""
+    def _retire_standin(self, wait: float | None = None) -> None:
+        """Every worker is ready (or the start failed): the stand-in stops accepting, answers what it holds and
+        exits. Readiness waits only for the first (about 10 ms); the monitor reaps it when it exits."""
         if self.standin_pid is None:
             return
         _signal(self.standin_pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.settings.graceful_timeout + 1.0
+        deadline = time.monotonic() + (self.settings.graceful_timeout + 1.0 if wait is None else wait)
         while self.standin_pid is not None and time.monotonic() < deadline:
             if self.state.worker_state(self.state.standin_slot) == STOPPED:
                 return

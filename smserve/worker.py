@@ -16,6 +16,7 @@ import importlib
 import logging
 import math
 import os
+import signal
 import socket
 import sys
 import threading
@@ -38,6 +39,7 @@ log = logging.getLogger("smserve.worker")
 # long: 0.5 ms gave 869 instead of 691 req/s (MLP 512-2048-2048-10, 32 connections, 2 workers), 1,600 instead of
 # 1,411 with batching, and 4,450 instead of 4,000 on the no-op handler (1 worker, 8 connections; docs/benchmarks.md).
 GIL_SWITCH_INTERVAL = 0.0005
+LOAD_FAILED_DRAIN = 2.0  # at most this long for the answers in flight when a model fails to load
 
 
 class WorkerServer(uvicorn.Server):
@@ -151,21 +153,28 @@ def run(spec: WorkerSpec, slot: int, accept_at_once: bool, standin: bool = False
     access_log = logs.AccessLog(settings)
     app = App(settings, spec.state, slot, access_log, metrics,
               build_info(settings, spec.family.framework_version()))
-    if not standin:
-        gpus = plan.gpu_sets[slot]
-        worker_info = WorkerInfo(model_dir=str(spec.layout.model_dir), gpu_id=0 if gpus else None,
-                                 physical_gpu_id=gpus[0] if gpus else None)
-        threading.Thread(target=_load, args=(spec, slot, app, worker_info, metrics), name="model-loader",
-                         daemon=True).start()
     guard = Guard(settings, app)
     closed = (lambda: spec.state.set_worker_state(slot, STOPPED)) if standin else None
     server = WorkerServer(uvicorn_config(settings, app, guard), app, settings.graceful_timeout, guard, spec.sock,
                           accept_at_once, closed)
+    exit_status = [0]
+    if not standin:
+        gpus = plan.gpu_sets[slot]
+        worker_info = WorkerInfo(model_dir=str(spec.layout.model_dir), gpu_id=0 if gpus else None,
+                                 physical_gpu_id=gpus[0] if gpus else None)
+
+        def stop_serving(status: int) -> None:
+            exit_status[0] = status
+            server.handle_exit(signal.SIGTERM, None)
+
+        threading.Thread(target=_load, args=(spec, slot, app, worker_info, metrics, stop_serving),
+                         name="model-loader", daemon=True).start()
     server.run()
     access_log.flush()
     if metrics is not None:
         metrics.flush()
-    os._exit(0)
+    logging.shutdown()
+    os._exit(exit_status[0])
 
 
 def _reseed_inherited_generators() -> None:
@@ -179,7 +188,8 @@ def _reseed_inherited_generators() -> None:
         random.seed()
 
 
-def _load(spec: WorkerSpec, slot: int, app: App, worker_info: WorkerInfo, metrics) -> None:
+def _load(spec: WorkerSpec, slot: int, app: App, worker_info: WorkerInfo, metrics,
+          stop_serving: Callable[[int], None]) -> None:
     state = spec.state
     while state.phase < LOADING:  # requirements are still being installed by the supervisor
         time.sleep(0.02)
@@ -207,6 +217,9 @@ def _load(spec: WorkerSpec, slot: int, app: App, worker_info: WorkerInfo, metric
         sys.stdout.flush()
         log.error("worker %d could not load the model: %s: %s\n%s", slot, type(exc).__name__, exc,
                   "".join(traceback.format_exception(exc)))
+        # stop accepting and finish the /ping answers in flight (a client must not see a body cut short), then go
+        stop_serving(EXIT_LOAD_FAILED)
+        time.sleep(LOAD_FAILED_DRAIN)
         logging.shutdown()
         os._exit(EXIT_LOAD_FAILED)
     app.handler = handler

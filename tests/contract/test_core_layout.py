@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from ..harness import FAMILY, served_path
 from ..models import make_dir, pack, write_code
@@ -142,6 +145,52 @@ def test_core_38_import_error_exits_1_with_traceback(serve, tmp_path):
     assert "Traceback (most recent call last)" in logs
     assert "ModuleNotFoundError: No module named 'module_that_does_not_exist_anywhere'" in logs
     assert "inference.py" in logs
+
+
+LOAD_FAILS_LATE = '''
+import time
+
+
+def model_fn(model_dir):
+    time.sleep(1.5)
+    raise RuntimeError("this model cannot be loaded")
+'''
+
+
+def test_core_38_a_failed_start_answers_every_ping_in_full(serve, tmp_path):
+    """core §21 item 38 (§1.2 step 5): while a model fails to load, clients polling /ping get whole 503 answers
+    or a refused connection, never a body cut short by the exit (seen once in CI: IncompleteRead)."""
+    model_dir = make_dir(tmp_path)
+    write_code(model_dir, LOAD_FAILS_LATE)
+    server = serve(model_dir, ONE, ready=False)
+    cut, answered = [], []
+    stop = threading.Event()
+
+    def poll(keep_alive: bool) -> None:
+        session = requests.Session()
+        while not stop.is_set():
+            try:
+                response = (session if keep_alive else requests).get(server.url + "/ping", timeout=5)
+                answered.append(response.status_code)
+            except requests.exceptions.ChunkedEncodingError as exc:
+                cut.append(repr(exc))
+            except requests.ConnectionError:
+                session = requests.Session()
+                time.sleep(0.01)
+
+    pollers = [threading.Thread(target=poll, args=(i % 2 == 0,), daemon=True) for i in range(4)]
+    for thread in pollers:
+        thread.start()
+    try:
+        status = server.wait_exit(60)
+    finally:
+        stop.set()
+        for thread in pollers:
+            thread.join(10)
+    assert status == 1, server.logs()
+    assert "this model cannot be loaded" in server.logs()
+    assert answered and set(answered) == {503}, answered[-20:]
+    assert not cut, cut[:3]
 
 
 LIB_USER = '''
