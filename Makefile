@@ -112,15 +112,22 @@ test: $(addprefix test-,$(FAMILIES))
 
 $(addprefix test-,$(FAMILIES)): test-%: test-%-host test-%-container
 
+# Tests marked `once` (family-independent server mechanics: signals, deadlines, transport, metrics) run with
+# ONCE_FAMILY on both targets; the other families deselect them (their own suites have no such mark).
+ONCE_FAMILY ?= pytorch
+not_once = $(if $(filter $(1),$(ONCE_FAMILY)),,and not once)
+once_filter = $(if $(filter $(1),$(ONCE_FAMILY)),,-m "not once")
+
 $(addsuffix -host,$(addprefix test-,$(FAMILIES))): test-%-host: .venv/%/.installed
-	SMSERVE_TEST_FAMILY=$* .venv/$*/bin/python -m pytest $(or $(HOST_SUITES_$*),$(HOST_SUITES)) $*/tests $(PYTEST_ARGS)
+	SMSERVE_TEST_FAMILY=$* .venv/$*/bin/python -m pytest $(or $(HOST_SUITES_$*),$(HOST_SUITES)) $*/tests \
+	  $(call once_filter,$*) $(PYTEST_ARGS)
 
 $(addsuffix -container,$(addprefix test-,$(FAMILIES))): test-%-container: .venv/%/.installed .venv/sdk/.installed
 	$(MAKE) image FAMILY=$* VARIANT=cpu
 	SMSERVE_TEST_FAMILY=$* SMSERVE_TEST_SKIP_BUILD=1 .venv/$*/bin/python -m pytest tests/container $(PYTEST_ARGS)
 	SMSERVE_TEST_FAMILY=$* SMSERVE_TEST_TARGET=container \
 	  SMSERVE_TEST_IMAGE=$$($(HOSTPY) scripts/build_image.py --family $* --variant cpu --print-tag) \
-	  .venv/$*/bin/python -m pytest $(or $(CONTRACT_SUITES_$*),$(CONTRACT_SUITES)) $*/tests -m "not slow" $(PYTEST_ARGS)
+	  .venv/$*/bin/python -m pytest $(or $(CONTRACT_SUITES_$*),$(CONTRACT_SUITES)) $*/tests -m "not slow $(call not_once,$*)" $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------------------
 # Benchmark: smserve vs sagemaker-inference 1.10.1 on Multi Model Server 1.1.11

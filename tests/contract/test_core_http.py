@@ -15,6 +15,8 @@ import pytest
 
 from .core_scripts import BIG_RESPONSE_BYTES, GOOD, ONE_WORKER, echo_dir, error, still_serves, transform_dir
 
+pytestmark = pytest.mark.once  # family-independent mechanics (pyproject markers)
+
 DEFAULT_LIMIT = 6_553_500
 CUSTOM = "X-Amzn-SageMaker-Custom-Attributes"
 

@@ -157,6 +157,7 @@ def model_fn(model_dir):
 '''
 
 
+@pytest.mark.once
 def test_core_38_a_failed_start_answers_every_ping_in_full(serve, tmp_path):
     """core §21 item 38 (§1.2 step 5): while a model fails to load, clients polling /ping get whole 503 answers
     or a refused connection, never a body cut short by the exit (seen once in CI: IncompleteRead)."""

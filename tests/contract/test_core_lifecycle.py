@@ -216,6 +216,7 @@ class EnvPortServer(Server):
 
 # ------------------------------------------------------------------ §1.1 start command, §1.2 config, §2.1 ports
 
+@pytest.mark.once
 def test_core_5_extra_serve_arguments_ignored_with_one_warning(serve, tmp_path):
     """core §21 item 5 (§1.1): extra arguments after `serve` are ignored with one warning line."""
     server = serve(life_dir(tmp_path), {**ONE}, args=("extra-one", "--extra-two"))
@@ -225,6 +226,7 @@ def test_core_5_extra_serve_arguments_ignored_with_one_warning(serve, tmp_path):
     assert "WARNING" in warnings[0] and "--extra-two" in warnings[0]
 
 
+@pytest.mark.once
 @host_only
 def test_core_6_bind_to_port_moves_every_route(tmp_path):
     """core §21 item 6 (§2.1): SAGEMAKER_BIND_TO_PORT moves all routes to that port; nothing listens on 8080.
@@ -254,6 +256,7 @@ def _port_free(port: int) -> bool:
     return True
 
 
+@pytest.mark.once
 @host_only
 def test_core_7_no_extra_ports_outside_safe_range(serve, tmp_path):
     """core §21 item 7 (§2.1): with SAGEMAKER_SAFE_PORT_RANGE=20000-20100 every listening port other than
@@ -265,6 +268,7 @@ def test_core_7_no_extra_ports_outside_safe_range(serve, tmp_path):
     assert sockets and {port for _, port in sockets} == {server.port}, sockets
 
 
+@pytest.mark.once
 def test_core_8_invalid_multi_model_exits_2(serve, tmp_path):
     """core §21 item 8 (§1.2 step 1): SAGEMAKER_MULTI_MODEL=maybe exits 2 with one line naming the variable,
     the value and the accepted forms."""
@@ -277,6 +281,7 @@ def test_core_8_invalid_multi_model_exits_2(serve, tmp_path):
 
 # ------------------------------------------------------------------ §2.3 /ping
 
+@pytest.mark.once
 def test_core_9_ping_503_json_before_ready_then_200(serve, tmp_path):
     """core §21 item 9 (§1.2 step 2, §2.3): /ping is 503 JSON while model_fn runs, 200 once it returned."""
     server = serve(life_dir(tmp_path), {**ONE, "TEST_MODEL_FN_SLEEP": "4"}, ready=False)
@@ -310,6 +315,7 @@ def busy_server(module_servers, tmp_path_factory):
     return module_servers(life_dir(tmp_path_factory.mktemp("busy")), env)
 
 
+@pytest.mark.once
 def test_core_11_ping_p99_under_100ms_while_all_workers_predict(busy_server):
     """core §21 item 11 (§2.3): /ping p99 < 100 ms while every worker runs a 4-s prediction.
 
@@ -344,6 +350,7 @@ def test_core_11_ping_p99_under_100ms_while_all_workers_predict(busy_server):
     assert p99 < 0.100, f"p99 {p99 * 1000:.1f} ms; worst {latencies[-1] * 1000:.1f} ms"
 
 
+@pytest.mark.once
 @host_only
 def test_core_12_warmup_keeps_ping_503_until_it_returns(serve, tmp_path):
     """core §21 item 12 (§7.4): a 10-s model_warmup_fn keeps /ping at 503 until it returns; it receives the
@@ -381,6 +388,7 @@ def deadline_server(module_servers, tmp_path_factory):
                           {**ONE, "SAGEMAKER_MODEL_SERVER_TIMEOUT": "1", "SMSERVE_HUNG_GRACE": "10"})
 
 
+@pytest.mark.once
 def test_core_86_deadline_gives_504_quickly(deadline_server):
     """core §21 item 86 (§16): SAGEMAKER_MODEL_SERVER_TIMEOUT=1 and a 3-s handler → 504 within 1.5 s."""
     started = time.monotonic()
@@ -393,6 +401,7 @@ def test_core_86_deadline_gives_504_quickly(deadline_server):
     time.sleep(2.5)  # let the discarded request finish before the next test uses the worker
 
 
+@pytest.mark.once
 def test_core_87_worker_survives_a_504(deadline_server):
     """core §21 item 87 (§16): after a 504 the worker is not killed: once the late handler finished, the same
     worker process answers the next request (the 3-s handler stays below deadline + SMSERVE_HUNG_GRACE)."""
@@ -423,6 +432,7 @@ def wait_for_replacement(server, pid: int):
     return wait_for(replaced, 30, 0.2, "a new worker")
 
 
+@pytest.mark.once
 def test_core_88_hung_worker_recycled_after_deadline_plus_grace(serve, tmp_path):
     """core §21 item 88 (§16): a handler stuck forever is recycled after deadline + SMSERVE_HUNG_GRACE and
     smserve_worker_restarts_total{reason="hung"} increments."""
@@ -439,6 +449,7 @@ def test_core_88_hung_worker_recycled_after_deadline_plus_grace(serve, tmp_path)
         assert server.worker_pids() == [response.json()["pid"]]
 
 
+@pytest.mark.once
 def test_core_88_recycling_answers_requests_queued_behind_the_hung_one(serve, tmp_path):
     """core §21 item 88 (§16), nothing lost: a request queued behind a hung one on the same worker, whose own
     deadline falls after the recycle starts, still gets its complete 504 answer; the worker is replaced after.
@@ -458,6 +469,7 @@ def test_core_88_recycling_answers_requests_queued_behind_the_hung_one(serve, tm
 
 # ------------------------------------------------------------------ §1.2 step 7, model_fn failure
 
+@pytest.mark.once
 def test_core_89_startup_timeout_exits_1(serve, tmp_path):
     """core §21 item 89 (§1.2 step 7): SAGEMAKER_STARTUP_TIMEOUT=5 with a 10-s model_fn → exit 1 with a
     message naming the variable and the missing worker, without waiting for model_fn."""
@@ -471,6 +483,7 @@ def test_core_89_startup_timeout_exits_1(serve, tmp_path):
     assert "worker-0" in line, logs
 
 
+@pytest.mark.once
 @host_only
 def test_core_90_model_fn_raising_exits_1_without_retry(serve, tmp_path):
     """core §21 item 90 (§1.2): model_fn raising → exit 1, traceback logged, no retry loop (model_fn ran
@@ -501,6 +514,7 @@ def _try_ping_quiet(server: Server):
 
 # ------------------------------------------------------------------ §15 restarts
 
+@pytest.mark.once
 @host_only
 def test_core_91_killed_worker_restarts_and_ping_stays_200(serve, tmp_path):
     """core §21 item 91 (§2.3, §15): SIGKILL on one of 2 workers: it is restarted and /ping stays 200."""
@@ -528,6 +542,7 @@ def test_core_91_killed_worker_restarts_and_ping_stays_200(serve, tmp_path):
     assert call(server).status_code == 200
 
 
+@pytest.mark.once
 def test_core_15_simultaneous_connections_spread_over_the_workers(serve, tmp_path):
     """core §15 (one model per worker, no inter-process hop): 8 connections opened at once, the way a load
     balancer or wrk opens them, land on both of 2 workers. Each worker also listens on a socket of its own in the
@@ -552,6 +567,7 @@ def test_core_15_simultaneous_connections_spread_over_the_workers(serve, tmp_pat
     assert one_sided <= 6, f"all 8 connections on one worker in {one_sided} of {rounds} rounds"
 
 
+@pytest.mark.once
 def test_core_2_1_second_server_on_a_taken_port_stops_with_port_in_use(serve, tmp_path):
     """core §2.1, §1.2 step 2: a second server started on the port of a running one exits 1 with "already in
     use" and the variable to change; it never joins the first one's listening group, so the first keeps every
@@ -569,6 +585,7 @@ def test_core_2_1_second_server_on_a_taken_port_stops_with_port_in_use(serve, tm
 
 # ------------------------------------------------------------------ §17 graceful shutdown
 
+@pytest.mark.once
 @host_only
 def test_core_92_sigterm_lets_inflight_request_finish(serve, tmp_path):
     """core §21 item 92 (§17): SIGTERM during a 5-s request: the request completes with 200 and the server
@@ -586,6 +603,7 @@ def test_core_92_sigterm_lets_inflight_request_finish(serve, tmp_path):
     assert time.monotonic() - signalled < 30
 
 
+@pytest.mark.once
 @host_only
 def test_core_93_after_sigterm_new_connections_refused_ping_503(serve, tmp_path):
     """core §21 item 93 (§17): after SIGTERM new connections are refused, /ping on an open keep-alive
@@ -614,6 +632,7 @@ def test_core_93_after_sigterm_new_connections_refused_ping_503(serve, tmp_path)
     assert server.wait_exit(30) == 0
 
 
+@pytest.mark.once
 @host_only
 def test_core_94_no_processes_remain_after_exit(serve, tmp_path):
     """core §21 item 94 (§17): after SIGTERM and exit no process of the server (supervisor, workers, anything
@@ -710,6 +729,7 @@ def _gpu_count() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
+@pytest.mark.once
 @pytest.mark.gpu
 @pytest.mark.skipif(_gpu_count() == 0 or TARGET != "host", reason="needs NVIDIA GPUs (nvidia-smi -L) on the host")
 def test_core_97_one_gpu_per_worker(serve, tmp_path):
@@ -726,6 +746,7 @@ def test_core_97_one_gpu_per_worker(serve, tmp_path):
         assert body["device_count"] in (None, 1)
 
 
+@pytest.mark.once
 @pytest.mark.gpu
 @pytest.mark.skipif(_gpu_count() == 0 or TARGET != "host", reason="needs NVIDIA GPUs (nvidia-smi -L) on the host")
 def test_core_98_single_worker_sees_every_gpu(serve, tmp_path):
@@ -740,6 +761,7 @@ def test_core_98_single_worker_sees_every_gpu(serve, tmp_path):
 
 # ------------------------------------------------------------------ §14 batch transform
 
+@pytest.mark.once
 def test_core_99_execution_parameters_from_env(params_server):
     """core §21 item 99 (§14): /execution-parameters reports SAGEMAKER_MAX_CONCURRENT_TRANSFORMS,
     SAGEMAKER_BATCH_STRATEGY and SAGEMAKER_MAX_PAYLOAD_IN_MB."""
@@ -758,6 +780,7 @@ def batch_server(module_servers, tmp_path_factory):
     return module_servers(life_dir(tmp_path_factory.mktemp("batch")), env)
 
 
+@pytest.mark.once
 def test_core_100_batch_default_deadline_is_600s(batch_server):
     """core §21 item 100 (§14, §16), fast half: with SAGEMAKER_BATCH=true and no deadline variable the
     startup summary states a 600-s request deadline derived from SAGEMAKER_BATCH.
@@ -770,6 +793,7 @@ def test_core_100_batch_default_deadline_is_600s(batch_server):
     assert "SAGEMAKER_BATCH" in line
 
 
+@pytest.mark.once
 @pytest.mark.slow
 def test_core_100_batch_request_longer_than_60s(batch_server):
     """core §21 item 100 (§14), slow half: with SAGEMAKER_BATCH=true a request running 62 s (past the 60-s

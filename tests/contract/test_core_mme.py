@@ -417,6 +417,7 @@ def test_core_104_invoke_before_load_and_after_unload_404(main, root):
     error(requests.get(main.url + "/models/m104", timeout=30), 404)
 
 
+@pytest.mark.once
 @mme_family
 def test_core_105_list_paginates_with_limit_and_next_page_token(main):
     everything = requests.get(main.url + "/models", timeout=30)
@@ -446,6 +447,7 @@ def test_core_105_list_paginates_with_limit_and_next_page_token(main):
     error(requests.get(main.url + "/models", params={"next_page_token": "%%%not-a-token"}, timeout=30), 400)
 
 
+@pytest.mark.once
 @mme_family
 def test_core_105_empty_limit_400(main):
     """`limit=` names no number from 1 to 100: a bad limit like any other (core §13.2), not the default."""
@@ -505,6 +507,7 @@ def test_core_109_universal_code_applies_to_models_without_their_own(universal):
     assert own["tag"] == "per-model" and own["model_dir"] == "own", own  # per-model code wins over universal
 
 
+@pytest.mark.once
 @mme_family
 def test_core_110_load_that_does_not_fit_507(full, universal):
     response = load(full, "m110", Path(full.model_dir) / "report")
@@ -519,6 +522,7 @@ def test_core_110_load_that_does_not_fit_507(full, universal):
     assert answer(universal, "bare")["tag"] == "universal"
 
 
+@pytest.mark.once
 @mme_family
 def test_core_111_lru_evicts_the_least_recently_used_idle_model(lru):
     folder = Path(lru.model_dir) / "report"
@@ -545,6 +549,7 @@ def test_core_112_memory_error_in_model_fn_during_load_507_nothing_registered(ma
     assert answer(main, "report")["model_dir"] == "report"
 
 
+@pytest.mark.once
 @mme_family
 @pytest.mark.slow  # run on the host target (the container run takes `not slow`)
 def test_core_112_worker_killed_by_signal_9_during_load_fails_nothing_registered(main, root):
@@ -559,6 +564,7 @@ def test_core_112_worker_killed_by_signal_9_during_load_fails_nothing_registered
     assert answer(main, "report")["model_dir"] == "report"
 
 
+@pytest.mark.once
 @mme_family
 def test_core_113_invocations_needs_model_name(main, root):
     _, expected = root
@@ -582,6 +588,7 @@ def test_core_113_invocations_needs_model_name(main, root):
 BAD_NAMES = ["..", ".", "a/b", "../report", "bad\x01name", "tab\tname", "new\nline", "del\x7f", "x" * 256, ""]
 
 
+@pytest.mark.once
 @mme_family
 @pytest.mark.parametrize("name", BAD_NAMES, ids=["dotdot", "dot", "slash", "dotdot-slash", "ctrl-01", "tab",
                                                  "newline", "del", "256-chars", "empty"])
@@ -596,6 +603,7 @@ def test_core_mme_bad_model_name_400(main, root, name):
     assert name not in listed(main)
 
 
+@pytest.mark.once
 @mme_family
 @pytest.mark.parametrize("name", ["a/b", "..", "bad\x01name", "x" * 256],
                          ids=["slash", "dotdot", "ctrl-01", "256-chars"])
@@ -613,12 +621,14 @@ def test_core_mme_bad_model_name_in_the_path_refused(main, name):
             response.request.method, response.request.url, response.status_code, body)
 
 
+@pytest.mark.once
 @mme_family
 def test_core_mme_255_character_name_is_accepted_by_the_name_check(full):
     """255 characters pass the name rule (the `full` endpoint then refuses the load itself for memory: 507)."""
     error(load(full, "x" * 255, Path(full.model_dir) / "report"), 507)
 
 
+@pytest.mark.once
 @mme_family
 def test_core_mme_url_outside_the_models_root_400(main, root):
     folder, _ = root
@@ -643,6 +653,7 @@ def test_core_mme_model_fn_failure_500_nothing_registered_and_others_serve(main,
         assert len(front_children(main)) == len(listed(main)), (front_children(main), listed(main))
 
 
+@pytest.mark.once
 @mme_family
 @pytest.mark.slow  # run on the host target (the container run takes `not slow`)
 def test_core_mme_requirements_install_failure_500_nothing_registered(main, root):
@@ -653,6 +664,7 @@ def test_core_mme_requirements_install_failure_500_nothing_registered(main, root
     assert answer(main, "report")["model_dir"] == "report"
 
 
+@pytest.mark.once
 @mme_family
 def test_core_mme_concurrent_loads_of_one_name_one_200_one_409(main, root):
     folder, _ = root
@@ -666,6 +678,7 @@ def test_core_mme_concurrent_loads_of_one_name_one_200_one_409(main, root):
     assert unload(main, "m-race").status_code == 200
 
 
+@pytest.mark.once
 @mme_family
 @pytest.mark.slow  # run on the host target (the container run takes `not slow`)
 def test_core_mme_delete_waits_for_in_flight_requests(main, root):
@@ -703,6 +716,7 @@ def timed(call) -> tuple[int | str, str]:
     return response.status_code, response.text
 
 
+@pytest.mark.once
 @mme_family
 @pytest.mark.slow  # run on the host target (the container run takes `not slow`)
 def test_core_mme_load_right_after_delete_of_the_same_name(main, root):
@@ -727,6 +741,7 @@ def test_core_mme_load_right_after_delete_of_the_same_name(main, root):
         not_loaded(main, "m-reload")
 
 
+@pytest.mark.once
 @mme_family
 @pytest.mark.slow  # run on the host target (the container run takes `not slow`)
 def test_core_mme_concurrent_loads_and_deletes_stay_consistent(main, root):
@@ -774,6 +789,7 @@ def test_core_mme_concurrent_loads_and_deletes_stay_consistent(main, root):
 
 
 # ------------------------------------------------------------------------------------------------ model server death
+@pytest.mark.once
 @mme_family
 @host_only
 def test_core_mme_idle_model_server_killed_unregisters_the_model_and_reload_works(main, root):
@@ -791,6 +807,7 @@ def test_core_mme_idle_model_server_killed_unregisters_the_model_and_reload_work
     assert unload(main, "m-dies").status_code == 200
 
 
+@pytest.mark.once
 @mme_family
 @host_only
 def test_core_mme_model_server_killed_under_a_request_500_worker_died(main, root):
@@ -809,6 +826,7 @@ def test_core_mme_model_server_killed_under_a_request_500_worker_died(main, root
     assert answer(main, "report")["model_dir"] == "report"
 
 
+@pytest.mark.once
 @mme_family
 @host_only
 def test_core_mme_idle_worker_killed_unregisters_the_model(main, root):
@@ -836,6 +854,7 @@ def mme_env(root: Path, **extra) -> dict:
     return {"SAGEMAKER_MULTI_MODEL": "true", "SMSERVE_MME_MODELS_ROOT": str(served_path(root)), **extra}
 
 
+@pytest.mark.once
 @mme_family
 def test_core_mme_sigterm_exits_0_and_stops_every_model_server(serve, tmp_path):
     """core §17 on a multi-model endpoint: SIGTERM drains, the model servers exit, then the front exits 0."""
@@ -854,6 +873,7 @@ def test_core_mme_sigterm_exits_0_and_stops_every_model_server(serve, tmp_path):
         assert group_members(group) == [], group  # no model server outlives the front
 
 
+@pytest.mark.once
 @mme_family
 @pytest.mark.slow  # run on the host target (the container run takes `not slow`)
 def test_core_mme_sigterm_during_a_load_exits_within_the_graceful_timeout(serve, tmp_path):
@@ -881,6 +901,7 @@ def test_core_mme_sigterm_during_a_load_exits_within_the_graceful_timeout(serve,
 
 
 
+@pytest.mark.once
 @mme_family
 @pytest.mark.slow  # run on the host target (the container run takes `not slow`)
 def test_core_mme_load_timeout_408_processes_stopped_nothing_registered(serve, tmp_path):

@@ -17,6 +17,8 @@ import requests
 from ..models import make_dir, write_code
 from . import core_scripts
 
+pytestmark = pytest.mark.once  # family-independent mechanics (pyproject markers)
+
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) "
                        r"[\w-]+\[\d+\] \S")
 

@@ -17,6 +17,8 @@ from botocore.exceptions import ClientError, EventStreamError
 
 from ..models import from_npy, make_dir, npy, write_code
 
+pytestmark = pytest.mark.once  # family-independent mechanics (pyproject markers)
+
 RUNTIME_PROBE = '''
 import io
 import json

@@ -14,6 +14,8 @@ from ..contract.core_scripts import ONE_WORKER
 from ..models import make_dir, write_code
 from .test_transport import json_error, read_answer
 
+pytestmark = pytest.mark.once  # family-independent mechanics (pyproject markers)
+
 SLEEPER = '''
 import time
 

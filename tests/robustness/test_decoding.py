@@ -19,6 +19,8 @@ from smserve.errors import BadRequest, DecodedTooLarge
 from ..contract.core_scripts import ONE_WORKER, error, probe_dir, still_serves
 from ..harness import TARGET
 
+pytestmark = pytest.mark.once  # family-independent mechanics (pyproject markers)
+
 
 def string_bomb() -> str:
     """60,000 one-letter strings and one of 20,000: 260 KB of JSON, 4.8 GB as a numpy string array."""

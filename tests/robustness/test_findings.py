@@ -17,6 +17,8 @@ from ..contract.core_scripts import GOOD, ONE_WORKER, echo_dir, error, still_ser
 from ..harness import FAMILY, TARGET
 from ..models import make_dir, write_code
 
+pytestmark = pytest.mark.once  # family-independent mechanics (pyproject markers)
+
 ROUTE_LABELS = {"/invocations", "/execution-parameters", "/metrics", "/models/{name}/invoke", "/predictions/{name}",
                 "unmatched"}
 

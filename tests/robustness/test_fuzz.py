@@ -16,6 +16,8 @@ from smserve.errors import ServingError, UnsupportedFormatError
 
 from ..contract.core_scripts import ONE_WORKER, echo_dir, still_serves
 
+pytestmark = pytest.mark.once  # family-independent mechanics (pyproject markers)
+
 CODEC_TYPES = [codecs.JSON, codecs.CSV, codecs.NPY, codecs.NPZ, codecs.JSONLINES]
 FUZZ = settings(derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck),
                 max_examples=600)  # 5 properties x 600 cases a run

@@ -15,7 +15,7 @@ import requests
 from ..harness import FAMILY, TARGET
 from ..models import make_dir, write_code
 
-pytestmark = pytest.mark.skipif(TARGET != "host", reason="signals and /proc of the server's processes")
+pytestmark = [pytest.mark.once, pytest.mark.skipif(TARGET != "host", reason="signals and /proc of the server's processes")]
 
 # Answers with the worker's pid after a few milliseconds of "prediction": requests overlap, and each answer says
 # which worker gave it.

@@ -12,7 +12,7 @@ import requests
 from ..harness import TARGET
 from ..models import make_dir, write_code
 
-pytestmark = pytest.mark.skipif(TARGET != "host", reason="kills a worker process by pid")
+pytestmark = [pytest.mark.once, pytest.mark.skipif(TARGET != "host", reason="kills a worker process by pid")]
 
 # The two boot workers load at once; any later load (a replacement) takes 3 s.
 SLOW_REPLACEMENT = '''

@@ -13,6 +13,8 @@ import requests
 from ..contract.core_scripts import GOOD, ONE_WORKER, echo_dir, still_serves
 from ..harness import TARGET
 
+pytestmark = pytest.mark.once  # family-independent mechanics (pyproject markers)
+
 LIMITS = {**ONE_WORKER, "SMSERVE_HEADER_TIMEOUT": "2", "SMSERVE_IDLE_TIMEOUT": "1.5",
           "SMSERVE_MAX_CONNECTIONS": "40", "SMSERVE_MAX_HEADER_BYTES": "16384"}
 
