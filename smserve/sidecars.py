@@ -4,8 +4,10 @@ A family whose models run in a server of their own (TF Serving's `tensorflow_mod
 TensorFlow backend) declares one `SidecarSpec` per process. The supervisor starts them before the workers (the
 backend loads the models while the workers start), waits until every one answers its probe before /ping turns
 200, restarts one that exits (/ping is 503 while none serves) and stops them after the workers drained, so that
-no in-flight request loses its backend. Standard library only: the supervisor imports this before user
-requirements are installed.
+no in-flight request loses its backend. A sidecar declared not to be restarted ends its server instead: the model
+server of one model of a multi-model endpoint stops, its front unregisters the model and the platform loads it
+again (tensorflow.md §12). Standard library only: the supervisor imports this before user requirements are
+installed.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class SidecarSpec:
     env: Mapping[str, str] = field(default_factory=dict)  # set on top of the supervisor's environment
     ready_timeout: float | None = None  # a family's own bound on the first start (else the startup timeout)
     ready_timeout_source: str = ""  # the variable that set it, for the error
+    restart: bool = True  # False: its exit stops this server (SIGTERM to the supervisor: drain, then exit)
 
 
 @dataclass
@@ -107,8 +110,17 @@ class Sidecars:
         return False
 
     def _exited(self, running: _Running, code: int) -> None:
+        was_serving = running.ready
         running.pid, running.ready = None, False
         self._exits.append((running.spec.name, code))
+        if not running.spec.restart and not self.stopping:
+            if was_serving:  # (before that, the supervisor's startup fails on this exit)
+                # readiness is not withdrawn: until the drain, requests reach the family's handler, which says that
+                # the model is gone (a 404 that makes the platform load it again) rather than a 503 to retry
+                log.error("%s exited with status %s; it is not restarted: stopping this server", running.spec.name,
+                          code)
+                os.kill(os.getpid(), signal.SIGTERM)  # the supervisor's own stop path, as on a platform stop
+            return
         self._publish()
         if self.stopping:
             return

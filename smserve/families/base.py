@@ -73,8 +73,8 @@ class Family:
     preload_modules: tuple[str, ...] = ()
     preload_with_gpus = True  # False where importing the framework may initialise CUDA before CUDA_VISIBLE_DEVICES
     extra_hook_names: tuple[str, ...] = ()  # family hooks the startup summary lists besides the core's
-    # multi-model endpoints (core §13): whether this family serves them yet, and the status text of a load (AWS's
-    # MMS-based images answer "Workers scaled"; TorchServe's is PyTorch's own)
+    # multi-model endpoints (core §13): whether this family serves them yet, and the status text of a load in the
+    # default dialect (AWS's MMS-based images answer "Workers scaled"; TorchServe's is PyTorch's own)
     serves_multi_model = True
     mme_loaded_status = "Workers scaled"
 
@@ -99,6 +99,13 @@ class Family:
         from .. import layout as layout_mod
 
         layout_mod.check_static(layout, self.expected_files)
+
+    def mme_dialect(self, settings: Settings) -> Any:
+        """What the multi-model front answers for this family (smserve/mme/dialect.py): bodies, error texts and what
+        each load sets aside. The default is the MMS/TorchServe dialect of core §13.2."""
+        from ..mme.dialect import MmeDialect
+
+        return MmeDialect(self, settings)
 
     def default_workers(self, settings: Settings, layout: Any, cpus: int) -> tuple[int, str] | None:
         """(workers, why) when no worker variable is set and the family knows better than one per CPU."""

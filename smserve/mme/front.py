@@ -1,6 +1,6 @@
 """The multi-model endpoint's front (spec core §1.3, §1.4, §13): the one process on the port. It answers /ping,
-the /models API and /metrics itself, never imports user code or a framework, and passes each invocation as raw
-bytes to the named model's own server (servers.py) over a Unix socket."""
+the /models API and /metrics itself, in its family's words (dialect.py), never imports user code or a framework,
+and passes each invocation as raw bytes to the named model's own server (servers.py) over a Unix socket."""
 
 from __future__ import annotations
 
@@ -21,16 +21,15 @@ from urllib.parse import parse_qs, unquote
 import uvicorn
 
 from ..config import Settings
-from ..errors import (BadRequest, Conflict, InsufficientMemory, LoadTimeout, MethodNotAllowed, ModelNotFound,
-                      ModelNotLoadable, PayloadTooLarge, RequirementsInstallError, RouteNotFound, ServingError,
-                      StartupError, WorkerDied, error_body)
+from ..errors import (BadRequest, Conflict, LoadTimeout, MethodNotAllowed, ModelNotLoadable, PayloadTooLarge,
+                      RequirementsInstallError, RouteNotFound, ServingError, StartupError, WorkerDied, error_body)
 from ..families import resolve_family
 from ..listen import bind
 from ..logs import AccessLog
 from ..server import PING_OK, _request_id, _respond
 from ..resources import directory_size
-from .registry import Model, check_name, memory_figures, page
-from .servers import ModelServer, rss_bytes
+from .registry import Model, Reservation, memory_figures
+from .servers import ModelServer
 from .upstream import NOT_FORWARDED, UpstreamClosed
 
 log = logging.getLogger("smserve.mme")
@@ -42,14 +41,16 @@ class Front:
         self.settings = settings
         self.mme = settings.mme
         self.family = resolve_family(settings.family)
+        self.dialect = self.family.mme_dialect(settings)
         self.run_dir = run_dir
         self.models: dict[str, Model] = {}
-        self.loading: set[str] = set()
+        self.loading: dict[str, Reservation] = {}
         self.draining = False
         self.access_log = AccessLog(settings)
         self.evictions = 0
         self.universal = self._universal_code()
         self.loading_servers: dict[str, ModelServer] = {}
+        self.stops: set[asyncio.Task] = set()  # stops of models whose server ended on its own
 
     def _universal_code(self) -> Path | None:
         """The universal code folder (core §13.4), for models without a code/ module of their own."""
@@ -90,7 +91,8 @@ class Front:
             status = exc.status
             level = logging.ERROR if status >= 500 and status != 507 else logging.INFO
             log.log(level, "%s %s: %s", status, exc.error_type, exc.message, extra={"kv": {"request_id": request_id}})
-            body = error_body(exc.status, exc.error_type, exc.message, request_id)
+            body = error_body(exc.status, exc.error_type, exc.message, request_id,
+                              fields=self.dialect.error_fields(exc))
             await _respond(send, exc.status, body, JSON, echo)
             sent = len(body)
         self.access_log.record(method, path, status, (time.perf_counter() - started) * 1000, received, sent,
@@ -104,8 +106,7 @@ class Front:
             self._allow(method, ("POST",), path)
             names = query.get("model_name")
             if not names:
-                raise BadRequest("this is a multi-model endpoint: name the model with ?model_name=<name>, or post "
-                                 "to /models/<name>/invoke")
+                raise self.dialect.missing_model_name()
             return await self._invoke(names[0], scope, receive, send, echo)
         if parts[0] == "models":
             if len(parts) == 1:
@@ -171,30 +172,35 @@ class Front:
                 raise BadRequest('the body must be a JSON object: {"model_name": ..., "url": ...}')
         else:
             fields = {key: values[0] for key, values in query.items()}
-        name = check_name(fields.get("model_name"))
-        url = self._model_url(fields.get("url"))
+        name = self.dialect.check_name(fields.get("model_name"))
+        url = self._model_url(fields.get("url"), name)
         workers = self._workers(fields.get("initial_workers"))
         ignored = sorted(set(fields) - {"model_name", "url", "initial_workers", "response_timeout"})
         if ignored:
             log.debug("load of %s: ignoring %s", name, ", ".join(ignored))
+        registered = self.models.get(name)
+        if registered is not None and await self.dialect.gone(registered):
+            self._forget(registered, "it can no longer serve")  # the platform reloads a model that answered 404
         if name in self.models or name in self.loading:
-            raise Conflict(f"model {name!r} is already {'loaded' if name in self.models else 'loading'}; "
-                           f"DELETE /models/{name} first to load it again")
+            raise self.dialect.already_loaded(name, loading=name in self.loading)
         env = self._model_env(url)
         timeout = fields.get("response_timeout")
         if timeout is not None:
             if not isinstance(timeout, (int, str)) or not str(timeout).isdigit() or int(timeout) < 1:
                 raise BadRequest(f"response_timeout must be a positive whole number of seconds, got {timeout!r}")
             env["SAGEMAKER_MODEL_SERVER_TIMEOUT"] = str(timeout)
-        self.loading.add(name)
+        # no await since the check above: what is set aside cannot be taken by a concurrent load meanwhile
+        reservation = self.dialect.reserve(name, url, fields["url"], self._reservations())
+        self.loading[name] = reservation
+        load_timeout, timeout_source = self.dialect.load_timeout()
         try:
             await self._make_room(url, workers)
             if self.draining:
                 raise ServingError("the endpoint is shutting down", status=503, error_type="ShuttingDown")
-            server = ModelServer(name, url, self.run_dir, workers, env, None)
+            server = ModelServer(name, url, self.run_dir, workers, {**env, **reservation.env}, None)
             server.start()
             self.loading_servers[name] = server
-            why = await server.wait_ready(self.settings.startup_timeout)
+            why = await server.wait_ready(load_timeout)
             if self.draining:
                 why = why or "shutdown"
             if why is not None:
@@ -204,26 +210,30 @@ class Front:
                     raise ServingError(f"the endpoint is shutting down; model {name!r} was not loaded", status=503,
                                        error_type="ShuttingDown")
                 if why == "timeout":
-                    raise LoadTimeout(f"model {name!r} was not ready within {self.settings.startup_timeout:g} s "
-                                      f"(SAGEMAKER_STARTUP_TIMEOUT); its processes were stopped")
+                    raise LoadTimeout(f"model {name!r} was not ready within {load_timeout:g} s ({timeout_source}); "
+                                      f"its processes were stopped")
                 if server.out_of_memory():
-                    raise InsufficientMemory(f"model {name!r} ran out of memory while loading: "
-                                             f"{server.last_error()}; unload other models and retry")
+                    raise self.dialect.out_of_memory(f"model {name!r} ran out of memory while loading: "
+                                                     f"{server.last_error()}; unload other models and retry")
                 if server.requirements_failed():
                     raise RequirementsInstallError(f"model {name!r}: installing its code/requirements.txt failed; "
                                                    f"pip said:\n{server.pip_output()}")
                 raise ModelNotLoadable(f"model {name!r} could not be loaded: {server.last_error()}")
-            self.models[name] = Model(name, str(url), server)
+            self.models[name] = Model(name, str(url), server, reservation)
         finally:
-            self.loading.discard(name)
+            self.loading.pop(name, None)
             self.loading_servers.pop(name, None)
         log.info("model %s loaded from %s with %d worker(s)", name, url, workers)
-        text = self.family.mme_loaded_status.format(name=name, workers=workers)
-        body = json.dumps({"status": text}).encode()
+        body = json.dumps(self.dialect.loaded_body(name, workers, reservation)).encode()
         await _respond(send, 200, body, JSON, echo)
         return 200, len(body), len(raw), name
 
-    def _model_url(self, value: object) -> Path:
+    def _reservations(self) -> list[Reservation]:
+        """What the loaded and loading models hold (a model leaves the table when its unload starts; what its
+        server still holds until it stopped is the dialect's to notice)."""
+        return [model.reservation for model in self.models.values()] + list(self.loading.values())
+
+    def _model_url(self, value: object, name: str) -> Path:
         if not isinstance(value, str) or not value:
             raise BadRequest("url is required: the folder SageMaker extracted the model to")
         url = Path(value[len("file://"):] if value.startswith("file://") else value)
@@ -233,7 +243,7 @@ class Front:
             raise BadRequest(f"url {value!r} is outside the models folder {root}; models are loaded from there "
                              f"(SMSERVE_MME_MODELS_ROOT)")
         if not resolved.is_dir():
-            raise ModelNotFound(f"url {value!r} does not exist or is not a folder")
+            raise self.dialect.url_not_found(value, name)
         return resolved
 
     def _workers(self, value: object) -> int:
@@ -261,11 +271,12 @@ class Front:
                    f"{self.mme.min_free_memory_pct:g}% of {limit / 2**20:.0f} MiB must stay free "
                    f"(SMSERVE_MME_MIN_FREE_MEMORY_PCT)")
             if self.mme.eviction != "lru":
-                raise InsufficientMemory(f"not enough room for another model: {why}; unload a model and retry")
+                raise self.dialect.out_of_memory(f"not enough room for another model: {why}; unload a model and "
+                                                 f"retry")
             idle = [m for m in self.models.values() if m.inflight == 0 and not m.unloading]
             if not idle:
-                raise InsufficientMemory(f"not enough room for another model: {why}, and every loaded model is "
-                                         f"busy")
+                raise self.dialect.out_of_memory(f"not enough room for another model: {why}, and every loaded "
+                                                 f"model is busy")
             victim = min(idle, key=lambda m: m.last_used)
             self.evictions += 1
             log.warning("evicting model %s (least recently used) to make room: %s", victim.name, why)
@@ -273,37 +284,27 @@ class Front:
 
     # ------------------------------------------------------------ list, describe, unload
     async def _list(self, send, echo, query) -> tuple[int, int, int, str]:
-        names, token = page(list(self.models), (query.get("limit") or [None])[0],
-                            (query.get("next_page_token") or [None])[0])
-        answer = {"models": [{"modelName": n, "modelUrl": self.models[n].url} for n in names]}
-        if token:
-            answer["nextPageToken"] = token
-        body = json.dumps(answer).encode()
+        body = json.dumps(await self.dialect.list_body(dict(self.models), query)).encode()
         await _respond(send, 200, body, JSON, echo)
         return 200, len(body), 0, "-"
 
-    def _get(self, name: str) -> Model:
+    def _get(self, name: str, deleting: bool = False) -> Model:
         model = self.models.get(name)
         if model is None or model.unloading:
-            raise ModelNotFound(f"model {name!r} is not loaded; load it with POST /models")
+            raise self.dialect.not_loaded(name, deleting)
         return model
 
     async def _describe(self, name: str, send, echo) -> tuple[int, int, int, str]:
-        model = self._get(name)
-        workers = [{"id": str(pid), "status": "READY", "gpu": False, "memoryUsage": rss_bytes(pid)}
-                   for pid in model.server.pids()]
-        body = json.dumps([{"modelName": name, "modelUrl": model.url, "modelVersion": "1.0", "workers": workers,
-                            "loadedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(model.loaded_at)),
-                            "lastUsed": round(time.monotonic() - model.last_used, 3)}]).encode()
+        body = json.dumps(await self.dialect.describe_body(self._get(name))).encode()
         await _respond(send, 200, body, JSON, echo)
         return 200, len(body), 0, name
 
     async def _unload(self, name: str, send, echo) -> tuple[int, int, int, str]:
         if name in self.loading:
             raise Conflict(f"model {name!r} is loading; delete it once the load has answered")
-        model = self._get(name)
+        model = self._get(name, deleting=True)
         await self._stop_model(model)
-        body = json.dumps({"status": f'Model "{name}" unregistered'}).encode()
+        body = json.dumps(self.dialect.unloaded_body(name)).encode()
         await _respond(send, 200, body, JSON, echo)
         return 200, len(body), 0, name
 
@@ -332,6 +333,9 @@ class Front:
                 answer = await asyncio.wait_for(
                     model.server.upstream.request("POST", "/invocations", headers, body),
                     self.settings.request_timeout.value + 5)
+            except (ConnectionRefusedError, FileNotFoundError):  # nothing was sent: it stopped listening, it ends
+                self._forget(model, "its server stopped listening")
+                raise self.dialect.not_loaded(name) from None
             except (UpstreamClosed, OSError) as exc:
                 raise WorkerDied(f"model {name!r}: its server failed while answering ({exc})") from None
             except asyncio.TimeoutError:
@@ -340,6 +344,9 @@ class Front:
         finally:
             model.inflight -= 1
             model.last_used = time.monotonic()
+        if answer.status in (404, 503) and await self.dialect.gone(model):  # e.g. a draining server's 503
+            self._forget(model, "it can no longer serve")
+            raise self.dialect.not_loaded(name)
         out = [(k, v) for k, v in answer.headers if k not in NOT_FORWARDED and k not in (b"x-request-id",
                                                                                     b"x-amzn-sagemaker-inference-id")]
         out.append((b"content-length", str(len(answer.body)).encode()))
@@ -362,10 +369,20 @@ class Front:
             await asyncio.sleep(0.25)
             for model in list(self.models.values()):
                 code = model.server.proc.poll() if model.server.proc else None
-                if code is not None and not model.unloading:
-                    self.models.pop(model.name, None)
-                    log.error("model %s: its server exited with status %s; unregistered (load it again)",
-                              model.name, code)
+                if code is not None:
+                    self._forget(model, f"its server exited with status {code}")
+
+    def _forget(self, model: Model, why: str) -> None:
+        """A model that can no longer serve although nobody unloaded it (core §13.3) leaves the table at once, so
+        that invokes answer 404 and a new load of its name is accepted; its server is stopped in the background."""
+        if model.unloading:
+            return
+        log.error("model %s: %s; unregistered (load it again)", model.name, why)
+        model.unloading = True
+        self.models.pop(model.name, None)
+        stop = asyncio.get_running_loop().create_task(self._stop_model(model))
+        self.stops.add(stop)
+        stop.add_done_callback(self.stops.discard)
 
     def begin_shutdown(self) -> None:
         """SIGTERM: /ping turns 503, loads in progress are abandoned (their servers killed), no new load starts."""
@@ -375,7 +392,7 @@ class Front:
 
     async def stop_all(self) -> None:
         self.begin_shutdown()
-        await asyncio.gather(*(self._stop_model(m) for m in list(self.models.values())))
+        await asyncio.gather(*(self._stop_model(m) for m in list(self.models.values())), *list(self.stops))
 
 
 class FrontServer(uvicorn.Server):

@@ -8,6 +8,7 @@ import binascii
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 from ..errors import BadRequest
 from .servers import ModelServer
@@ -27,11 +28,24 @@ def check_name(name: object) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """What a family's dialect (dialect.py) set aside for one model while it loads and while it is loaded: `env`
+    reaches the model's server, `detail` stays with the model for the dialect's own answers (TensorFlow: ports)."""
+
+    env: Mapping[str, str] = field(default_factory=dict)
+    detail: Any = None
+
+
+NOTHING_RESERVED = Reservation()
+
+
 @dataclass
 class Model:
     name: str
     url: str
     server: ModelServer
+    reservation: Reservation = NOTHING_RESERVED
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.monotonic)
     inflight: int = 0

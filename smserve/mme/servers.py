@@ -98,8 +98,9 @@ class ModelServer:
         return "\n".join(line for line in lines[start + 1:start + 16] if " INFO " not in line)
 
     def last_error(self) -> str:
-        """The most telling of its last log lines: an ERROR line, else the last one."""
-        errors = [line for line in self.tail if " ERROR " in line or line.startswith(("E ", "Traceback"))]
+        """The most telling of its last log lines: the first error line (ours, glog's, a TF backend's, a traceback),
+        else the last line."""
+        errors = [line for line in self.tail if " ERROR " in line or line.startswith(("E ", "error: ", "Traceback"))]
         return (errors[0] if errors else (self.tail[-1] if self.tail else "no output")).strip()
 
     async def stop(self, grace: float) -> None:

@@ -1,5 +1,6 @@
-"""HTTP/1.1 over a Unix socket from the multi-model front to one model's server: keep-alive connections in a
-small pool, bodies as raw bytes, responses parsed by httptools (uvicorn's parser), chunked ones included."""
+"""HTTP/1.1 over a Unix socket from the multi-model front to one model's server (or over loopback TCP to a family's
+backend, for a family's dialect): keep-alive connections in a small pool, bodies as raw bytes, responses parsed by
+httptools (uvicorn's parser), chunked ones included."""
 
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ class Answer:
 
 
 class Upstream:
-    def __init__(self, path: str, pool_size: int = 32):
-        self.path = path
+    def __init__(self, address: str | tuple[str, int], pool_size: int = 32):
+        """`address`: a Unix socket path, or (host, port) of a TCP server; `pool_size` 0 keeps no connection."""
+        self.address = address
         self.pool_size = pool_size
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
@@ -47,7 +49,7 @@ class Upstream:
         was answered on it, and the request is only sent again when not a byte of its answer arrived)."""
         for attempt in (0, 1):
             fresh = not self._idle
-            reader, writer = self._idle.pop() if self._idle else await asyncio.open_unix_connection(self.path)
+            reader, writer = self._idle.pop() if self._idle else await self._connect()
             try:
                 answer = await self._exchange(reader, writer, method, target, headers, body)
             except (UpstreamClosed, ConnectionError, BrokenPipeError) as exc:
@@ -64,6 +66,11 @@ class Upstream:
                 writer.close()
             return answer
         raise AssertionError("unreachable")
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if isinstance(self.address, str):
+            return await asyncio.open_unix_connection(self.address)
+        return await asyncio.open_connection(*self.address)
 
     async def _exchange(self, reader, writer, method, target, headers, body) -> Answer:
         head = [f"{method} {target} HTTP/1.1\r\nhost: model\r\ncontent-length: {len(body)}\r\n".encode("latin-1")]

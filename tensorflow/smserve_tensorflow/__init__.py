@@ -4,7 +4,8 @@ Models run in backend processes that speak TF Serving's REST and gRPC APIs: the 
 when the image has one, else smserve's built-in backend (`smserve_tensorflow.backend`, the TensorFlow runtime).
 The supervisor runs them as sidecars (smserve/sidecars.py). Workers are the front: they run the user's
 `input_handler`/`output_handler` (or `handler`), or convert requests by AWS's default rules, and never import
-TensorFlow, so they start in a fraction of the backend's time and cost little memory.
+TensorFlow, so they start in a fraction of the backend's time and cost little memory. On a multi-model endpoint
+each loaded model gets a model server of its own with its own backends (tensorflow.md §12, multi_model.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 from smserve.config import parse_bool, parse_int, parse_seconds
 from smserve.errors import ConfigError
 from smserve.families import Family, FamilyEnv, FamilyOption
+
+from .discovery import Instance, parse_backend_ports
 
 BACKENDS = ("auto", "builtin", "tfs")
 
@@ -49,6 +52,13 @@ def _fraction(name: str, value: str) -> float:
     return number
 
 
+def _backend_ports(name: str, value: str) -> tuple[Instance, ...]:
+    try:
+        return parse_backend_ports(value)
+    except ValueError:
+        raise ConfigError(name, value, "<rest port>:<grpc port> per backend, comma-separated") from None
+
+
 def _model_name(name: str, value: str) -> str | None:
     value = value.strip()
     return None if value == "None" else value  # AWS's unset marker
@@ -57,7 +67,6 @@ def _model_name(name: str, value: str) -> str | None:
 class TensorFlowFamily(Family):
     name = "tensorflow"
     display_name = "TensorFlow Serving"
-    serves_multi_model = False  # tensorflow.md §12 (one backend per model, its own bodies): not built yet
     framework_distribution = "tensorflow-cpu"
     expected_files = "a SavedModel: <model name>/<version number>/saved_model.pb, e.g. half_plus_three/00000123/"
     descend_single_directory = False  # the model's own directory is part of the layout (its name is the model's)
@@ -78,6 +87,8 @@ class TensorFlowFamily(Family):
                          "the binary (tfs)"),
             FamilyOption("SMSERVE_TF_LOCAL_CHANNEL", parse_bool, True,
                          "without handler code, reach the built-in backend over its local socket instead of HTTP"),
+            FamilyOption("SMSERVE_TF_BACKEND_PORTS", _backend_ports, None,
+                         "set by the multi-model front for a model's server: its backends' ports"),
             FamilyOption("SAGEMAKER_TFS_DEFAULT_MODEL_NAME", _model_name, None, "the model requests go to"),
             FamilyOption("SAGEMAKER_TFS_INSTANCE_COUNT", _count, 1, "backend processes; requests round-robin"),
             FamilyOption("SAGEMAKER_TFS_WAIT_TIME_SECONDS", parse_seconds, None,
@@ -103,6 +114,11 @@ class TensorFlowFamily(Family):
 
         self.backends = plan_backends(settings, layout, run_dir, len(plan.gpus))
         return self.backends.sidecar_specs()
+
+    def mme_dialect(self, settings):
+        from .multi_model import TensorFlowDialect
+
+        return TensorFlowDialect(self, settings)
 
     def create_handler(self, settings, worker, module, observe, metrics_sink, warn, observe_batch=None):
         from .front import FrontHandler

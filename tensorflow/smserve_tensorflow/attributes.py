@@ -12,7 +12,7 @@ from smserve.errors import BadRequest
 
 # Same pattern AWS applies to the raw X-Amzn-SageMaker-Custom-Attributes header.
 _ATTRIBUTE = re.compile(r"tfs-[a-z-]+=[^,]+")
-_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 _VERSION = re.compile(r"[0-9]+")
 METHODS = ("predict", "classify", "regress")
 DEFAULT_METHOD = "predict"
@@ -41,7 +41,7 @@ def parse_custom_attributes(raw: str | None) -> TfsAttributes:
     name = found.get("tfs-model-name")
     version = found.get("tfs-model-version")
     method = found.get("tfs-method")
-    if name is not None and not _MODEL_NAME.fullmatch(name):
+    if name is not None and not MODEL_NAME_PATTERN.fullmatch(name):
         raise BadRequest("invalid tfs-model-name")
     if version is not None and not _VERSION.fullmatch(version):
         raise BadRequest("invalid tfs-model-version")

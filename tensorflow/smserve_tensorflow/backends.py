@@ -1,5 +1,7 @@
 """The backend plan: which server runs the SavedModels, on which ports, with which flags (spec tensorflow.md §2,
-§3, §10, §13). Made once by the supervisor; the workers forked after it read the same plan to reach the backends.
+§3, §10, §12, §13). Made once by the supervisor; the workers forked after it read the same plan to reach the
+backends. The model server of one model of a multi-model endpoint serves that model alone, under the name it was
+loaded as, on the ports its front set aside, and does not outlive its backends (§12).
 
 Both backends take the same command line (the built-in one mimics `tensorflow_model_server`'s flags), so
 everything here is the same for both except the executable and the built-in backend's local socket.
@@ -46,10 +48,11 @@ class BackendPlan:
     context_timeout: float
     local_channel: bool  # the front may use the local channel when it has no handler code
     wait_time: float | None  # SAGEMAKER_TFS_WAIT_TIME_SECONDS: bounds the backends' first load when set
+    multi_model: bool = False  # one model of a multi-model endpoint: its backends are not restarted
 
     def sidecar_specs(self) -> tuple[SidecarSpec, ...]:
         return tuple(SidecarSpec(f"tfs-{i.index}", argv, _probe(i.rest_port, self.models), env,
-                                 self.wait_time, "SAGEMAKER_TFS_WAIT_TIME_SECONDS")
+                                 self.wait_time, "SAGEMAKER_TFS_WAIT_TIME_SECONDS", restart=not self.multi_model)
                      for i, argv, env in zip(self.instances, self.argvs, self.envs))
 
 
@@ -92,16 +95,22 @@ def _select(choice: str) -> tuple[str, list[str]]:
 
 def plan_backends(settings, layout, run_dir: Path, gpu_count: int = 0) -> BackendPlan:
     options = settings.family_options
-    found = discovery.discover(layout.model_dir)
-    for warning in found.warnings:
-        log.warning("%s", warning)
-    models = found.models
-    default_model, warning = discovery.choose_default_model(models, options["SAGEMAKER_TFS_DEFAULT_MODEL_NAME"])
-    if warning:
-        log.warning("%s", warning)
+    multi_model = settings.unix_socket is not None  # the model server of one model of a multi-model endpoint
+    if multi_model:  # its front checked the layout (multi_model.py) and logged what there was to say about it
+        models = (discovery.multi_model_served(layout.model_dir, settings.served_model_name),)
+        default_model = settings.served_model_name
+    else:
+        found = discovery.discover(layout.model_dir)
+        for warning in found.warnings:
+            log.warning("%s", warning)
+        models = found.models
+        default_model, warning = discovery.choose_default_model(models, options["SAGEMAKER_TFS_DEFAULT_MODEL_NAME"])
+        if warning:
+            log.warning("%s", warning)
     kind, executable = _select(options["SMSERVE_TF_BACKEND"])
-    count = options["SAGEMAKER_TFS_INSTANCE_COUNT"]
-    instances_ports = discovery.plan_instances(count, settings.safe_port_range)
+    instances_ports = options["SMSERVE_TF_BACKEND_PORTS"] or \
+        discovery.plan_instances(options["SAGEMAKER_TFS_INSTANCE_COUNT"], settings.safe_port_range)
+    count = len(instances_ports)
     instances = tuple(BackendInstance(i, p.grpc_port, p.rest_port,
                                       str(run_dir / f"tfs-{i}.sock") if kind == "builtin" else None)
                       for i, p in enumerate(instances_ports))
@@ -147,7 +156,9 @@ def plan_backends(settings, layout, run_dir: Path, gpu_count: int = 0) -> Backen
     wait = options["SAGEMAKER_TFS_WAIT_TIME_SECONDS"]
     return BackendPlan(kind, models, default_model, instances, tuple(argvs), tuple(envs),
                        DEFAULT_CONTEXT_TIMEOUT if wait is None else wait,
-                       kind == "builtin" and options["SMSERVE_TF_LOCAL_CHANNEL"], wait)
+                       kind == "builtin" and options["SMSERVE_TF_LOCAL_CHANNEL"],
+                       None if multi_model else wait,  # a model's load is bounded by its front (408)
+                       multi_model)
 
 
 def _text(value) -> str | None:

@@ -1,4 +1,4 @@
-"""SavedModel discovery and backend planning (spec tensorflow.md §2, §3, §10).
+"""SavedModel discovery and backend planning (spec tensorflow.md §2, §3, §10, §12).
 
 Pure functions over values: the core's config module is the only reader of the environment, so everything
 configurable arrives here as an argument. The texts produced (model config, batching parameters, command line)
@@ -6,12 +6,13 @@ are what the real tensorflow_model_server takes; the built-in backend reads the 
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from smserve.errors import ConfigError, StartupError
 
@@ -106,6 +107,29 @@ def _version_dirs(base: Path) -> list[Path]:
     return [e for e in entries if _DIGITS.fullmatch(e.name) and e.is_dir()]
 
 
+def multi_model_base(url: Path) -> tuple[Path | None, str | None]:
+    """(base path, warning) of a model loaded on a multi-model endpoint (§12): `url` itself when version directories
+    lie directly under it; else the one base path discovery finds below it, with a warning; None when there is no
+    such base path or there are several."""
+    url = Path(os.path.abspath(url))
+    if _version_dirs(url):
+        return url, None
+    bases = list(dict.fromkeys(version_dir.parent for version_dir in _saved_model_dirs(url)))
+    if len(bases) != 1:
+        return None, None
+    return bases[0], (f"{url} has no version directories of its own; serving the SavedModel base path "
+                      f"{bases[0]} found below it (put the version directories directly under the model folder)")
+
+
+def multi_model_served(url: Path, name: str) -> ServedModel:
+    """The one model a multi-model endpoint loaded from `url`, served under the name it was loaded as."""
+    base, _ = multi_model_base(url)
+    if base is None:
+        raise StartupError(f"no SavedModel base path under {url}: put the version directories "
+                           f"(e.g. 1/saved_model.pb) directly under it")
+    return ServedModel(name, base, tuple(sorted({int(d.name) for d in _version_dirs(base)})))
+
+
 def choose_default_model(models: Sequence[ServedModel], configured: str | None) -> tuple[str, str | None]:
     """(default model name, warning or None). `None` as text is AWS's marker for "not set"."""
     names = sorted(m.name for m in models)
@@ -163,6 +187,64 @@ def plan_instances(count: int, safe_port_range: str | tuple[int, int] | None) ->
         raise StartupError(f"not enough ports in SAGEMAKER_SAFE_PORT_RANGE {low}-{high} for {count} TF Serving "
                            f"instance(s): each needs 2 ports and low + 2 x count must not exceed high")
     return tuple(Instance(low + 2 * i, low + 2 * i + 1) for i in range(count))
+
+
+def multi_model_port_halves(safe_port_range: str | tuple[int, int]) -> tuple[range, range]:
+    """(REST ports, gRPC ports) of a multi-model endpoint's backends (§12), as AWS splits the range: its first
+    90 %, REST ports in the lower half, gRPC ports in the upper half."""
+    low, high = parse_port_range(safe_port_range)
+    upper = low + int(0.9 * (high - low))
+    middle = (low + upper) // 2
+    return range(low, middle), range(middle, upper)
+
+
+def free_multi_model_ports(count: int, safe_port_range: str | tuple[int, int] | None,
+                           taken: set[int]) -> tuple[Instance, ...] | None:
+    """Ports for the `count` backends of one more model on a multi-model endpoint, none of them `taken` by the
+    other models nor bound by another process; None when the range has no more free pairs. Without a range: ports
+    the OS reports free."""
+    if safe_port_range is None:
+        ports = _free_loopback_ports(2 * count, avoid=taken)
+        return tuple(Instance(grpc_port=ports[2 * i + 1], rest_port=ports[2 * i]) for i in range(count))
+    rest_ports, grpc_ports = multi_model_port_halves(safe_port_range)
+    rest = list(itertools.islice(_bindable(rest_ports, taken), count))
+    grpc = list(itertools.islice(_bindable(grpc_ports, taken), count))
+    if len(rest) < count or len(grpc) < count:
+        return None
+    return tuple(Instance(grpc_port=g, rest_port=r) for r, g in zip(rest, grpc))
+
+
+def _bindable(ports: range, taken: set[int]) -> Iterator[int]:
+    """The ports of `ports`, lowest first, that are not taken and that a server could listen on now (one a
+    backend that is still stopping holds, or another process listens on, is skipped)."""
+    for port in ports:
+        if port in taken:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no obstacle
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        yield port
+
+
+def backend_ports_text(instances: Iterable[Instance]) -> str:
+    """The ports of a model's backends as the multi-model front hands them to its model server:
+    `<rest>:<grpc>` per backend, comma-separated."""
+    return ",".join(f"{i.rest_port}:{i.grpc_port}" for i in instances)
+
+
+def parse_backend_ports(text: str) -> tuple[Instance, ...]:
+    """The reverse of backend_ports_text; ValueError on anything else."""
+    instances = []
+    for pair in text.split(","):
+        rest, _, grpc = pair.strip().partition(":")
+        ports = (int(rest), int(grpc))
+        if not all(1 <= port <= 65535 for port in ports):
+            raise ValueError(f"port out of range in {pair!r}")
+        instances.append(Instance(grpc_port=ports[1], rest_port=ports[0]))
+    return tuple(instances)
 
 
 def _free_loopback_ports(n: int, avoid: set[int]) -> list[int]:

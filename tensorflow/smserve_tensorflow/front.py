@@ -23,7 +23,7 @@ import orjson
 import requests
 
 from smserve.context import InferenceRequest, InferenceResult
-from smserve.errors import ServingError, Unavailable
+from smserve.errors import ModelNotFound, ServingError, Unavailable
 
 from . import attributes, conversion
 from .backend.channel import ChannelUnavailable, LocalChannel
@@ -116,7 +116,7 @@ class FrontHandler:
     def load(self) -> None:
         if self.plan.local_channel:
             self._channels = {i.local_socket: LocalChannel(i.local_socket) for i in self.plan.instances}
-        if self.functions:
+        if self.functions and not self.plan.multi_model:  # AWS gives no channel on a multi-model endpoint
             try:
                 import grpc
             except ImportError:  # pragma: no cover - grpcio comes with TensorFlow in every image
@@ -139,8 +139,13 @@ class FrontHandler:
             raise
         return InferenceResult(conversion.one_line(answer), conversion.answer_content_type(headers.get("accept")))
 
+    def _model_name(self, attrs) -> str:
+        """The model a request is for: on a multi-model endpoint the one this server serves, named in the request's
+        URL; else tfs-model-name, else the default model (tensorflow.md §6)."""
+        return self.plan.default_model if self.plan.multi_model else attrs.model_name or self.plan.default_model
+
     def _forward(self, attrs, body: bytes) -> bytes:
-        path = attributes.backend_path(attrs.model_name or self.plan.default_model, attrs.model_version, attrs.method)
+        path = attributes.backend_path(self._model_name(attrs), attrs.model_version, attrs.method)
         status, answer, _ = self._post(self.instances.next(), path, body, self.settings.request_timeout.value)
         if status != 200:
             raise BackendError(status, answer)
@@ -155,6 +160,13 @@ class FrontHandler:
                 return status, answer, [("Content-Type", JSON)]
             return self._http_post(instance.rest_port, path, body, timeout)
         except (ChannelUnavailable, ConnectionError, http.client.HTTPException) as exc:
+            if self.plan.multi_model:  # never restarted: this server stops and its front unregisters the model
+                from .multi_model import not_loaded_text, with_aws_text
+
+                name = self.plan.default_model
+                raise with_aws_text(ModelNotFound(f"model {name!r}: its TensorFlow backend tfs-{instance.index} is "
+                                                  f"gone ({exc}); load the model again"),
+                                    not_loaded_text(name)) from None
             raise Unavailable(f"TensorFlow backend tfs-{instance.index} is not serving ({exc}); it is restarted "
                               f"automatically: retry", "BackendUnavailable") from None
 
@@ -180,15 +192,17 @@ class FrontHandler:
         raise AssertionError("unreachable")
 
     def _context(self, request: InferenceRequest, headers: dict[str, str], attrs) -> Context:
-        """REST and gRPC instances are chosen independently at random, as AWS does."""
+        """REST and gRPC instances are chosen independently at random, as AWS does; on a multi-model endpoint the
+        model is the one in the URL and the gRPC port an int (AWS's types differ between the modes)."""
         rest = random.choice(self.plan.instances)
         grpc_instance = random.choice(self.plan.instances)
         length = headers.get("content-length")
-        name = attrs.model_name or self.plan.default_model
+        name = self._model_name(attrs)
         return Context(
-            attrs.model_name, attrs.model_version, attrs.method,
+            name if self.plan.multi_model else attrs.model_name, attrs.model_version, attrs.method,
             f"http://localhost:{rest.rest_port}{attributes.backend_path(name, attrs.model_version, attrs.method)}",
-            str(grpc_instance.grpc_port), self._grpc_channels.get(grpc_instance.grpc_port),
+            grpc_instance.grpc_port if self.plan.multi_model else str(grpc_instance.grpc_port),
+            self._grpc_channels.get(grpc_instance.grpc_port),
             headers.get("x-amzn-sagemaker-custom-attributes"),
             request.content_type or JSON, headers.get("accept") or JSON,
             int(length) if length and length.isdigit() else None, self.plan.context_timeout)

@@ -9,8 +9,8 @@ the harness as "model dir", so on the container target it is the bind mount (/op
 given as the server sees it (harness.served_path). Tests that read process ids or kill processes run on the host
 target only.
 
-TensorFlow refuses multi-model mode at startup in this release (its own MME, tensorflow.md §12, is not built
-yet); under that family only the refusal test runs.
+TensorFlow's multi-model endpoint answers in AWS's TF bodies and serves SavedModels, not model_fn scripts
+(tensorflow.md §12): tensorflow/tests/test_tensorflow_mme.py covers it, and this module skips under that family.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from ..harness import FAMILY, TARGET, served_path
 from ..models import make_dir, write_code
 from .core_scripts import default_model, error
 
-mme_family = pytest.mark.skipif(FAMILY == "tensorflow", reason="TensorFlow refuses SAGEMAKER_MULTI_MODEL=true "
-                                                                "(test_core_mme_tensorflow_refuses_multi_model_mode)")
+TENSORFLOW_OWN_SUITE = "TensorFlow's multi-model endpoint speaks AWS's TF dialect (test_tensorflow_mme.py)"
+mme_family = pytest.mark.skipif(FAMILY == "tensorflow", reason=TENSORFLOW_OWN_SUITE)
 host_only = pytest.mark.skipif(TARGET != "host", reason="reads or signals model-server processes on the host")
 
 LOAD_TIMEOUT = 120  # seconds a load request may take (framework import, requirements) on a busy 2-core machine
@@ -276,7 +276,7 @@ def in_parallel(*calls):
 def root(tmp_path_factory):
     """The main endpoint's models root: every model folder the main server's tests load."""
     if FAMILY == "tensorflow":
-        pytest.skip("TensorFlow refuses multi-model mode")
+        pytest.skip(TENSORFLOW_OWN_SUITE)
     root = tmp_path_factory.mktemp("mme-root")
     root.chmod(0o755)
     default = make_dir(root, "default")
@@ -311,7 +311,7 @@ def main(module_servers, root):
 def full(module_servers, tmp_path_factory):
     """An endpoint that never has room for a model: 99 % of the memory must stay free, eviction none."""
     if FAMILY == "tensorflow":
-        pytest.skip("TensorFlow refuses multi-model mode")
+        pytest.skip(TENSORFLOW_OWN_SUITE)
     folder = tmp_path_factory.mktemp("mme-full")
     folder.chmod(0o755)
     report_dir(folder, "report")
@@ -323,7 +323,7 @@ def universal(module_servers, tmp_path_factory):
     """An endpoint with universal code at <models root>/code/inference.py, a model without code/ (`bare`, the
     family's default model files), a model with its own (`own`), and room for two models only (eviction none)."""
     if FAMILY == "tensorflow":
-        pytest.skip("TensorFlow refuses multi-model mode")
+        pytest.skip(TENSORFLOW_OWN_SUITE)
     folder = tmp_path_factory.mktemp("mme-universal")
     folder.chmod(0o755)
     write_code(folder, REPORT % "universal")
@@ -338,7 +338,7 @@ def universal(module_servers, tmp_path_factory):
 def lru(module_servers, tmp_path_factory):
     """Room for two models, least recently used idle model evicted to make room."""
     if FAMILY == "tensorflow":
-        pytest.skip("TensorFlow refuses multi-model mode")
+        pytest.skip(TENSORFLOW_OWN_SUITE)
     folder = tmp_path_factory.mktemp("mme-lru")
     folder.chmod(0o755)
     report_dir(folder, "report")
@@ -916,20 +916,6 @@ def test_core_mme_load_timeout_408_processes_stopped_nothing_registered(serve, t
     if TARGET == "host":
         wait_until(lambda: not group_members_of_dir(folder / "slow-load"), 5, "the timed-out load's processes exit")
         assert front_children(server) == []
-
-
-# ------------------------------------------------------------------------------------------------ TensorFlow
-@pytest.mark.skipif(FAMILY != "tensorflow", reason="only TensorFlow refuses multi-model mode")
-def test_core_mme_tensorflow_refuses_multi_model_mode(serve, tmp_path):
-    root = make_dir(tmp_path, "models")
-    server = serve(root, {"SAGEMAKER_MULTI_MODEL": "true", "SMSERVE_MME_MODELS_ROOT": str(served_path(root))},
-                   ready=False)
-    status, logs = server.wait_failed_start(60)
-    assert status != 0, logs
-    lines = [line for line in logs.splitlines() if "SAGEMAKER_MULTI_MODEL" in line]
-    assert len(lines) == 1, logs
-    assert "TensorFlow" in lines[0] and "not available" in lines[0], lines
-    assert "Traceback" not in logs, logs
 
 
 @mme_family
