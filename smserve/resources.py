@@ -89,6 +89,36 @@ def visible_gpus(cuda_visible_devices: str | None) -> list[int]:
     return host
 
 
+def parse_gpu_free(text: str) -> dict[int, int]:
+    """{host index: free MiB} from `nvidia-smi --query-gpu=index,memory.free --format=csv,noheader,nounits`."""
+    free = {}
+    for line in text.splitlines():
+        index, _, mib = line.partition(",")
+        if index.strip().isdigit() and mib.strip().isdigit():
+            free[int(index)] = int(mib)
+    return free
+
+
+def emptiest_gpu(gpus: list[int], free: dict[int, int]) -> int | None:
+    """The GPU of `gpus` with the most free memory (the lowest index on a tie); None when none is known."""
+    known = [gpu for gpu in gpus if gpu in free]
+    return max(known, key=lambda gpu: (free[gpu], -gpu)) if known else None
+
+
+def gpu_free_memory() -> dict[int, int]:
+    """Free memory of every GPU in MiB, now ({} without nvidia-smi): where a multi-model endpoint puts the next
+    model (core §13.5)."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return {}
+    try:
+        out = subprocess.run([smi, "--query-gpu=index,memory.free", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return parse_gpu_free(out)
+
+
 def directory_size(path: Path) -> int:
     total = 0
     for root, _, files in os.walk(path):

@@ -77,7 +77,7 @@ class MmeDialect:
         return answer
 
     async def describe_body(self, model: Model) -> object:
-        workers = [{"id": str(pid), "status": "READY", "gpu": False, "memoryUsage": rss_bytes(pid)}
+        workers = [{"id": str(pid), "status": "READY", "gpu": model.server.gpu is not None, "memoryUsage": rss_bytes(pid)}
                    for pid in model.server.pids()]
         return [{"modelName": model.name, "modelUrl": model.url, "modelVersion": "1.0", "workers": workers,
                  "loadedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(model.loaded_at)),

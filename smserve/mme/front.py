@@ -27,7 +27,7 @@ from ..families import resolve_family
 from ..listen import bind
 from ..logs import AccessLog
 from ..server import PING_OK, _request_id, _respond
-from ..resources import directory_size
+from ..resources import directory_size, emptiest_gpu, gpu_free_memory, visible_gpus
 from .registry import Model, Reservation, memory_figures
 from .servers import ModelServer
 from .upstream import NOT_FORWARDED, UpstreamClosed
@@ -51,6 +51,7 @@ class Front:
         self.universal = self._universal_code()
         self.loading_servers: dict[str, ModelServer] = {}
         self.stops: set[asyncio.Task] = set()  # stops of models whose server ended on its own
+        self.gpus = visible_gpus(settings.cuda_visible_devices)  # each model goes to the one with most free memory
 
     def _universal_code(self) -> Path | None:
         """The universal code folder (core §13.4), for models without a code/ module of their own."""
@@ -197,7 +198,11 @@ class Front:
             await self._make_room(url, workers)
             if self.draining:
                 raise ServingError("the endpoint is shutting down", status=503, error_type="ShuttingDown")
+            gpu = await self._place_on_gpu(name)
+            if gpu is not None:
+                env["CUDA_VISIBLE_DEVICES"] = str(gpu)
             server = ModelServer(name, url, self.run_dir, workers, {**env, **reservation.env}, None)
+            server.gpu = gpu
             server.start()
             self.loading_servers[name] = server
             why = await server.wait_ready(load_timeout)
@@ -227,6 +232,20 @@ class Front:
         body = json.dumps(self.dialect.loaded_body(name, workers, reservation)).encode()
         await _respond(send, 200, body, JSON, echo)
         return 200, len(body), len(raw), name
+
+    async def _place_on_gpu(self, name: str) -> int | None:
+        """The visible GPU with the most free memory now (core §13.5), for every worker of this model; None on a
+        machine without GPUs."""
+        if not self.gpus:
+            return None
+        free = await asyncio.get_running_loop().run_in_executor(None, gpu_free_memory)
+        gpu = emptiest_gpu(self.gpus, free)
+        if gpu is None:
+            log.warning("model %s: nvidia-smi reported no free memory figures; its workers see every GPU", name)
+        else:
+            log.info("model %s: GPU %d (%d MiB free of the visible GPUs %s)", name, gpu, free[gpu],
+                     ", ".join(f"{g}: {free.get(g, '?')}" for g in self.gpus))
+        return gpu
 
     def _reservations(self) -> list[Reservation]:
         """What the loaded and loading models hold (a model leaves the table when its unload starts; what its

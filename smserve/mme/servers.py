@@ -48,6 +48,7 @@ class ModelServer:
         self.tail: deque[str] = deque(maxlen=40)  # its last log lines, for load errors
         self.upstream = Upstream(str(self.socket_path))
         self.loaded_at = 0.0
+        self.gpu: int | None = None  # the GPU its workers were placed on (host index), None on CPU
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:

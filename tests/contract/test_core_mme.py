@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -470,6 +471,37 @@ def test_core_106_delete_200_and_the_model_processes_are_gone(main, root):
         assert group_members(group) == [], group
     not_loaded(main, "m106")
     assert answer(main, "report")["model_dir"] == "report"  # the others still serve
+
+
+def _gpu_free_mib() -> dict[int, int]:
+    """{index: free MiB} as nvidia-smi reports it now; {} without GPUs."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.free", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return {int(i): int(m) for i, _, m in (line.partition(",") for line in out.splitlines())
+            if i.strip().isdigit() and m.strip().isdigit()}
+
+
+@pytest.mark.gpu
+@mme_family
+@host_only
+@pytest.mark.skipif(not _gpu_free_mib(), reason="needs NVIDIA GPUs (nvidia-smi) on the host")
+def test_core_13_5_mme_model_workers_go_to_the_gpu_with_most_free_memory(main, root):
+    """core §13.5: each new model's workers go to the visible GPU with the most free memory at its load."""
+    folder, _ = root
+    free = _gpu_free_mib()
+    emptiest = max(free, key=lambda gpu: (free[gpu], -gpu))
+    loaded(main, "mgpu", folder / "report")
+    try:
+        workers = describe(main, "mgpu")["workers"]
+        assert workers and all(worker["gpu"] for worker in workers), workers
+        for worker in workers:
+            environ = Path(f"/proc/{worker['id']}/environ").read_bytes().split(b"\0")
+            assert f"CUDA_VISIBLE_DEVICES={emptiest}".encode() in environ, (emptiest, free)
+    finally:
+        unload(main, "mgpu")
 
 
 @mme_family

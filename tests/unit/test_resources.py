@@ -184,3 +184,23 @@ def test_visible_gpus_given_as_uuids(monkeypatch):
     assert resources.visible_gpus("GPU-8932f937") == [0]
     assert resources.visible_gpus("GPU-1c") == []  # ambiguous prefix: no device, as CUDA
     assert resources.visible_gpus("GPU-1c9d,0") == [1, 0]  # UUIDs and indices mixed
+
+
+# ---------------------------------------------------------------- multi-model GPU placement (core §13.5)
+
+def test_core_13_5_mme_gpu_free_memory_parsed_from_nvidia_smi():
+    """core §13.5: nvidia-smi's `index, memory.free` lines give each GPU's free MiB; other lines are ignored."""
+    text = "0, 80511\n1, 1024\n\n2, [N/A]\nNo devices were found\n"
+    assert resources.parse_gpu_free(text) == {0: 80511, 1: 1024}
+
+
+@pytest.mark.parametrize("gpus, free, chosen", [
+    ([0, 1, 2], {0: 100, 1: 900, 2: 500}, 1),   # the most free memory
+    ([0, 2], {0: 100, 1: 900, 2: 500}, 2),      # only visible GPUs count
+    ([0, 1], {0: 700, 1: 700}, 0),              # a tie goes to the lowest index
+    ([3], {0: 100}, None),                      # no figure for a visible GPU: no choice
+    ([], {0: 100}, None),
+])
+def test_core_13_5_mme_model_goes_to_the_visible_gpu_with_most_free_memory(gpus, free, chosen):
+    """core §13.5: each new model's workers go to the visible GPU with the most free memory."""
+    assert resources.emptiest_gpu(gpus, free) == chosen
