@@ -516,6 +516,34 @@ def test_neo_31_model_dir_libdlr_is_used_unless_use_default(tmp_path, serve):
     assert f"library {own}" not in server.logs() and "library /" in server.logs()
 
 
+def test_neo_32_mme_two_models_with_different_libdlr_builds_both_serve(tmp_path, serve):
+    """neo §14 item 32 (§7.3, core §13): on a multi-model endpoint, a model carrying its own libdlr.so (a build
+    whose content differs from the image's) and a model on the image's library both serve, in turn and again;
+    each model server binds its own library (never two builds in one process)."""
+    root = tmp_path / "models"
+    image_lib = neo_models.treelite_trees(root, "image_lib")
+    own_lib = neo_models.own_libdlr(root, "own_lib")
+    with open(own_lib / "libdlr.so", "ab") as library:  # trailing bytes: another build by content, still loadable
+        library.write(b"\0smserve-test-build\0" * 64)
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    server = serve(root, {"SAGEMAKER_MULTI_MODEL": "true", "SMSERVE_MME_MODELS_ROOT": str(served_path(root))})
+    for name, folder in (("image_lib", image_lib), ("own_lib", own_lib)):
+        response = requests.post(server.url + "/models", json={"model_name": name,
+                                                               "url": str(served_path(root, folder))}, timeout=120)
+        assert response.status_code == 200, response.text
+    expected = neo_models.treelite_reference(neo_models.TREE_ROWS).reshape(-1)
+    for _ in range(3):
+        for name in ("image_lib", "own_lib", "image_lib"):
+            response = requests.post(f"{server.url}/models/{name}/invoke", data="1,2,3\n4,5,6\n7,8,9",
+                                     headers={"Content-Type": CSV}, timeout=60)
+            assert response.status_code == 200, (name, response.text)
+            np.testing.assert_array_equal(rows_of(response.text).reshape(-1), expected)
+    logs = server.logs()
+    assert f"library {served_path(root, own_lib / 'libdlr.so')}" in logs, logs[-3000:]
+    assert "Segmentation fault" not in logs and "exited with status" not in logs, logs[-3000:]
+
+
 def test_neo_33_model_dir_libdlr_that_cannot_load_falls_back_with_a_warning(tmp_path, serve):
     root = neo_models.broken_libdlr(tmp_path)
     for path in [root, *root.rglob("*")]:
