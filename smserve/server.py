@@ -94,7 +94,7 @@ class App:
         headers = scope["headers"]
         request_id, echo = _request_id(headers)
         if path == "/ping":
-            await self._ping(method, send, request_id, echo)
+            await self._ping(method, headers, send, request_id, echo)
             return
         route = route_label(path)
         status, sent_bytes, received, model, broken = 500, 0, 0, SINGLE_MODEL, None
@@ -169,14 +169,18 @@ class App:
         return route, SINGLE_MODEL
 
     # ------------------------------------------------------------ /ping
-    async def _ping(self, method: str, send: Callable, request_id: str, echo: list) -> None:
-        if self.state.ready() and not self.draining:
+    async def _ping(self, method: str, headers: list, send: Callable, request_id: str, echo: list) -> None:
+        ready = self.state.ready() and not self.draining
+        # a family whose ping may name a model (TensorFlow's tfs-model-name, tensorflow.md §8) says if it serves it
+        serves = ready and getattr(self.handler, "ping_serves", None)
+        model_missing = bool(serves) and not serves(headers)
+        if ready and not model_missing:
             await _respond(send, 200, PING_OK, JSON_TYPE, echo)
             if self.settings.log_ping:
                 self.access_log.record(method, "/ping", 200, 0.0, 0, len(PING_OK), request_id, SINGLE_MODEL)
             return
         draining = self.draining or self.state.phase == DRAINING
-        reason = "ShuttingDown" if draining else "NotReady"
+        reason = "ShuttingDown" if draining else "ModelNotAvailable" if model_missing else "NotReady"
         body = b'{"status":"Unhealthy","reason":"%s"}' % reason.encode()
         await _respond(send, 503, body, JSON_TYPE, [(b"retry-after", b"1"), *echo])
         if self.settings.log_ping:

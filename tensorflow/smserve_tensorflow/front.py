@@ -125,6 +125,23 @@ class FrontHandler:
                 self._grpc_channels = {i.grpc_port: grpc.insecure_channel(f"localhost:{i.grpc_port}")
                                        for i in self.plan.instances}
 
+    def ping_serves(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        """tensorflow.md §8: a /ping naming a model or version (tfs-model-name, tfs-model-version) is healthy only
+        when that one is served; every served version is AVAILABLE once the core reports ready."""
+        raw = next((value.decode("latin-1") for name, value in headers
+                    if name == b"x-amzn-sagemaker-custom-attributes"), None)
+        if raw is None:
+            return True
+        try:
+            attrs = attributes.parse_custom_attributes(raw)
+        except ServingError:
+            return False
+        if attrs.model_name is None and attrs.model_version is None:
+            return True
+        name = attrs.model_name or self.plan.default_model
+        model = next((m for m in self.plan.models if m.name == name), None)
+        return model is not None and (attrs.model_version is None or int(attrs.model_version) in model.versions)
+
     # ------------------------------------------------------------ requests
     def invoke(self, request: InferenceRequest) -> InferenceResult:
         headers = {name.lower(): value for name, value in request.headers}

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.families import require_framework
 from tests.harness import FAMILY, TARGET
@@ -238,6 +239,24 @@ def test_tf_26_unknown_model_is_404(hpt):
     response = hpt.post(data="[1.0]", headers={ATTRS: "tfs-model-name=nope"})
     assert response.status_code == 404
     assert "Servable not found" in response.json()["error"]
+
+
+@pytest.mark.parametrize("attributes, status", [
+    (None, 200),
+    ("tfs-model-name=half_plus_three", 200),
+    ("tfs-model-name=half_plus_three,tfs-model-version=124", 200),
+    ("tfs-model-version=123", 200),                       # the default model's version
+    ("tfs-model-name=nope", 503),
+    ("tfs-model-name=half_plus_three,tfs-model-version=7", 503),
+    ("tfs-model-version=abc", 503),
+])
+def test_tf_8_ping_names_a_model_200_only_when_it_is_available(hpt, attributes, status):
+    """tensorflow.md §8: /ping is 200 when the default model, or the model and version the ping names with
+    tfs-model-name / tfs-model-version, is AVAILABLE; else 503 (AWS: 502 with an empty body)."""
+    response = requests.get(hpt.url + "/ping", headers={ATTRS: attributes} if attributes else {}, timeout=10)
+    assert response.status_code == status, response.text
+    if status == 503:
+        assert response.json()["reason"] == "ModelNotAvailable"
 
 
 def test_tf_29_columnar_through_the_front(hpt):
