@@ -21,11 +21,13 @@ from urllib.parse import parse_qs, unquote
 import uvicorn
 
 from ..config import Settings
-from ..errors import (BadRequest, Conflict, LoadTimeout, MethodNotAllowed, ModelNotLoadable, PayloadTooLarge,
-                      RequirementsInstallError, RouteNotFound, ServingError, StartupError, WorkerDied, error_body)
+from ..errors import (BadRequest, Conflict, DeadlineExceeded, LoadTimeout, MethodNotAllowed, ModelNotLoadable,
+                      PayloadTooLarge, RequirementsInstallError, RouteNotFound, ServingError, StartupError, WorkerDied,
+                      error_body)
 from ..families import resolve_family
 from ..listen import bind
 from ..logs import AccessLog
+from ..protocol import Guard
 from ..server import PING_OK, _request_id, _respond
 from ..resources import directory_size, emptiest_gpu, gpu_free_memory, visible_gpus
 from .registry import Model, Reservation, memory_figures
@@ -71,6 +73,10 @@ class Front:
         if self.universal is not None and not (url / "code" / self.settings.program).is_file():
             env["SAGEMAKER_SUBMIT_DIRECTORY"] = str(self.universal)
         return env
+
+    def record_refusal(self, status: int, sent_bytes: int, request_id: str) -> None:
+        """An answer the connection layer wrote itself (protocol.py: 400, 408, 431, 503) gets its access line."""
+        self.access_log.record("-", "-", status, 0.0, 0, sent_bytes, request_id, "-")
 
     # ------------------------------------------------------------ ASGI entry
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -147,6 +153,17 @@ class Front:
             raise MethodNotAllowed(f"{method} is not allowed on {path}; use {', '.join(allowed)}", allowed)
 
     async def _body(self, receive: Callable) -> bytes:
+        """The request body within the request deadline (a body trickled byte by byte holds no connection and no
+        model for longer), and within the size limit."""
+        timeout = self.settings.request_timeout
+        try:
+            async with asyncio.timeout(timeout.value):
+                return await self._receive_all(receive)
+        except TimeoutError:
+            raise DeadlineExceeded(f"the request body did not arrive within the request deadline of "
+                                   f"{timeout.value:g} s ({timeout.source})") from None
+
+    async def _receive_all(self, receive: Callable) -> bytes:
         limit = self.settings.max_request_bytes.value
         chunks, size = [], 0
         while True:
@@ -415,12 +432,20 @@ class Front:
 
 
 class FrontServer(uvicorn.Server):
-    """uvicorn for the front: SIGTERM stops loads and every model server before the process exits 0 (uvicorn would
-    re-raise the signal after serving, and the model servers would be left to PR_SET_PDEATHSIG)."""
+    """uvicorn for the front, with the workers' connection guard (protocol.py: header size and deadlines, idle
+    deadline, connection cap), since the front is what faces the network here. SIGTERM stops loads and every
+    model server before the process exits 0 (uvicorn would re-raise the signal after serving, and the model
+    servers would be left to PR_SET_PDEATHSIG)."""
 
-    def __init__(self, config: uvicorn.Config, front: Front):
+    def __init__(self, config: uvicorn.Config, front: Front, guard: Guard):
         super().__init__(config)
         self.front = front
+        self.guard = guard
+        self.sweep: asyncio.Task | None = None
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        self.sweep = asyncio.get_running_loop().create_task(self.guard.sweep(self.server_state.connections))
 
     def handle_exit(self, sig, frame) -> None:
         self.front.begin_shutdown()
@@ -436,6 +461,8 @@ class FrontServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
     async def shutdown(self, sockets=None) -> None:
+        if self.sweep is not None:
+            self.sweep.cancel()
         await super().shutdown(sockets)
         await self.front.stop_all()
 
@@ -453,10 +480,11 @@ def serve(settings: Settings) -> int:
         log.error("%s", exc)
         return exc.exit_status
     front = Front(settings, run_dir)
-    config = uvicorn.Config(front, loop="uvloop", http="httptools", lifespan="off", access_log=False,
+    guard = Guard(settings, front)
+    config = uvicorn.Config(front, loop="uvloop", http=guard.protocol(), lifespan="off", access_log=False,
                             log_config=None, timeout_keep_alive=settings.idle_timeout, server_header=False,
                             date_header=False, timeout_graceful_shutdown=math.ceil(settings.graceful_timeout))
-    server = FrontServer(config, front)
+    server = FrontServer(config, front, guard)
 
     async def main() -> None:
         front.access_log.bind(asyncio.get_running_loop())

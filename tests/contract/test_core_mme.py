@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -31,6 +32,7 @@ import requests
 
 from ..harness import FAMILY, TARGET, served_path
 from ..models import make_dir, write_code
+from ..robustness.test_transport import json_error, read_answer
 from .core_scripts import default_model, error
 
 TENSORFLOW_OWN_SUITE = "TensorFlow's multi-model endpoint speaks AWS's TF dialect (test_tensorflow_mme.py)"
@@ -884,6 +886,57 @@ SLOW_MODEL_FN = (REPORT % "slow-load").replace("def model_fn(model_dir):\n",
 
 def mme_env(root: Path, **extra) -> dict:
     return {"SAGEMAKER_MULTI_MODEL": "true", "SMSERVE_MME_MODELS_ROOT": str(served_path(root)), **extra}
+
+
+@pytest.mark.once
+@mme_family
+def test_core_mme_front_guards_its_connections_like_a_worker(serve, tmp_path):
+    """The front is what faces the network on a multi-model endpoint, so it has the workers' connection limits
+    (docs/security.md): an oversized header gets 431, headers that never end get 408 after SMSERVE_HEADER_TIMEOUT,
+    a body trickled past the request deadline gets 504, and the endpoint keeps serving its model meanwhile."""
+    root = tmp_path / "models"
+    folder = report_dir(root, "guarded")
+    server = serve(root, {"SAGEMAKER_MULTI_MODEL": "true", "SMSERVE_MME_MODELS_ROOT": str(served_path(root)),
+                          "SMSERVE_HEADER_TIMEOUT": "1.5", "SMSERVE_MAX_HEADER_BYTES": "8192",
+                          "SAGEMAKER_MODEL_SERVER_TIMEOUT": "2"})
+    loaded(server, "guarded", folder)
+
+    def connection():
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock.settimeout(10)
+        return sock
+
+    big = connection()
+    big.sendall(b"GET /models HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+    assert json_error(read_answer(big), 431)["type"] == "RequestHeaderFieldsTooLarge"
+    slow = connection()
+    slow.sendall(b"GET /models HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+    started = time.monotonic()
+    assert json_error(read_answer(slow), 408)["code"] == 408
+    assert 1.0 < time.monotonic() - started < 6
+    trickle = connection()
+    trickle.sendall(b"POST /models/guarded/invoke HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 100\r\n\r\n{")
+    started = time.monotonic()
+    raw = b""
+    while b"\r\n\r\n" not in raw and time.monotonic() - started < 8:
+        try:
+            trickle.sendall(b" ")
+        except OSError:
+            pass
+        time.sleep(0.2)
+        trickle.setblocking(False)
+        try:
+            raw += trickle.recv(65536)
+        except BlockingIOError:
+            pass
+        trickle.setblocking(True)
+    trickle.close()
+    assert raw.startswith(b"HTTP/1.1 504 "), raw[:300]
+    assert time.monotonic() - started < 6
+    assert answer(server, "guarded")["tag"] == "per-model"
+    for sock in (big, slow):
+        sock.close()
 
 
 @pytest.mark.once
