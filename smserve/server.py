@@ -92,7 +92,7 @@ class App:
         path: str = scope["path"]
         method: str = scope["method"]
         headers = scope["headers"]
-        request_id, echo = _request_id(headers)
+        request_id, echo = request_id_of(headers)
         if path == "/ping":
             await self._ping(method, headers, send, request_id, echo)
             return
@@ -175,14 +175,14 @@ class App:
         serves = ready and getattr(self.handler, "ping_serves", None)
         model_missing = bool(serves) and not serves(headers)
         if ready and not model_missing:
-            await _respond(send, 200, PING_OK, JSON_TYPE, echo)
+            await respond(send, 200, PING_OK, JSON_TYPE, echo)
             if self.settings.log_ping:
                 self.access_log.record(method, "/ping", 200, 0.0, 0, len(PING_OK), request_id, SINGLE_MODEL)
             return
         draining = self.draining or self.state.phase == DRAINING
         reason = "ShuttingDown" if draining else "ModelNotAvailable" if model_missing else "NotReady"
         body = b'{"status":"Unhealthy","reason":"%s"}' % reason.encode()
-        await _respond(send, 503, body, JSON_TYPE, [(b"retry-after", b"1"), *echo])
+        await respond(send, 503, body, JSON_TYPE, [(b"retry-after", b"1"), *echo])
         if self.settings.log_ping:
             self.access_log.record(method, "/ping", 503, 0.0, 0, len(body), request_id, SINGLE_MODEL)
 
@@ -353,7 +353,7 @@ class App:
         self.metrics.flush()  # this worker's own recent observations (other workers flush every 50 ms)
         loop = asyncio.get_running_loop()
         body = await loop.run_in_executor(None, self.metrics.render, lines)
-        await _respond(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8", echo)
+        await respond(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8", echo)
         return 200, len(body)
 
     async def _execution_parameters(self, send: Callable, echo: list) -> tuple[int, int]:
@@ -366,7 +366,7 @@ class App:
             # the request limit actually enforced, in whole MiB (at least 1: the field has no smaller unit)
             "MaxPayloadInMB": s.max_payload_mb or max(1, self.limit // 1_048_576),
         }).encode()
-        await _respond(send, 200, body, JSON_TYPE, echo)
+        await respond(send, 200, body, JSON_TYPE, echo)
         return 200, len(body)
 
     async def _send_error(self, send: Callable, exc: ServingError, request_id: str, echo: list) -> tuple[int, int]:
@@ -388,7 +388,7 @@ class App:
             extra.append((b"allow", ", ".join(exc.allow).encode()))
         if exc.close_connection:
             extra.append((b"connection", b"close"))
-        await _respond(send, exc.status, body, JSON_TYPE, extra)
+        await respond(send, exc.status, body, JSON_TYPE, extra)
         return exc.status, len(body)
 
 
@@ -417,7 +417,7 @@ def _next_chunk(chunks) -> bytes | None:
     return next(chunks, None)
 
 
-def _request_id(headers: list) -> tuple[str, list]:
+def request_id_of(headers: list) -> tuple[str, list]:
     """(request id, headers to echo): Inference-Id wins, then X-Request-Id, else 32 random hex chars."""
     inference_id = request_id = None
     for name, value in headers:
@@ -452,7 +452,8 @@ class _RequestIds:
 new_request_id = _RequestIds()
 
 
-async def _respond(send: Callable, status: int, body: bytes, content_type: bytes, extra: list | tuple = ()) -> None:
+async def respond(send: Callable, status: int, body: bytes, content_type: bytes, extra: list | tuple = ()) -> None:
+    """One whole answer over ASGI (shared with the multi-model front): its length is always declared."""
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -28,7 +28,7 @@ from ..families import resolve_family
 from ..listen import bind
 from ..logs import AccessLog
 from ..protocol import Guard
-from ..server import PING_OK, _request_id, _respond
+from ..server import PING_OK, request_id_of, respond
 from ..resources import directory_size, emptiest_gpu, gpu_free_memory, visible_gpus
 from .registry import Model, Reservation, memory_figures
 from .servers import ModelServer
@@ -84,12 +84,12 @@ class Front:
             return
         started = time.perf_counter()
         path, method = scope["path"], scope["method"]
-        request_id, echo = _request_id(scope["headers"])
+        request_id, echo = request_id_of(scope["headers"])
         if path == "/ping":
             if self.draining:
-                await _respond(send, 503, b'{"status":"Unhealthy","reason":"ShuttingDown"}', JSON, echo)
+                await respond(send, 503, b'{"status":"Unhealthy","reason":"ShuttingDown"}', JSON, echo)
             else:
-                await _respond(send, 200, PING_OK, JSON, echo)
+                await respond(send, 200, PING_OK, JSON, echo)
             return
         status, sent, received, model = 500, 0, 0, "-"
         try:
@@ -100,7 +100,7 @@ class Front:
             log.log(level, "%s %s: %s", status, exc.error_type, exc.message, extra={"kv": {"request_id": request_id}})
             body = error_body(exc.status, exc.error_type, exc.message, request_id,
                               fields=self.dialect.error_fields(exc))
-            await _respond(send, exc.status, body, JSON, echo)
+            await respond(send, exc.status, body, JSON, echo)
             sent = len(body)
         self.access_log.record(method, path, status, (time.perf_counter() - started) * 1000, received, sent,
                                request_id, model)
@@ -138,12 +138,12 @@ class Front:
                                "BatchStrategy": self.settings.batch_strategy or "MULTI_RECORD",
                                "MaxPayloadInMB": self.settings.max_payload_mb or
                                max(1, self.settings.max_request_bytes.value // 1_048_576)}).encode()
-            await _respond(send, 200, body, JSON, echo)
+            await respond(send, 200, body, JSON, echo)
             return 200, len(body), 0, "-"
         if path == "/metrics" and self.settings.metrics:
             self._allow(method, ("GET",), path)
             body = self._metrics().encode()
-            await _respond(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8", echo)
+            await respond(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8", echo)
             return 200, len(body), 0, "-"
         raise RouteNotFound(f"no route for {method} {path}")
 
@@ -247,7 +247,7 @@ class Front:
             self.loading_servers.pop(name, None)
         log.info("model %s loaded from %s with %d worker(s)", name, url, workers)
         body = json.dumps(self.dialect.loaded_body(name, workers, reservation)).encode()
-        await _respond(send, 200, body, JSON, echo)
+        await respond(send, 200, body, JSON, echo)
         return 200, len(body), len(raw), name
 
     async def _place_on_gpu(self, name: str) -> int | None:
@@ -321,7 +321,7 @@ class Front:
     # ------------------------------------------------------------ list, describe, unload
     async def _list(self, send, echo, query) -> tuple[int, int, int, str]:
         body = json.dumps(await self.dialect.list_body(dict(self.models), query)).encode()
-        await _respond(send, 200, body, JSON, echo)
+        await respond(send, 200, body, JSON, echo)
         return 200, len(body), 0, "-"
 
     def _get(self, name: str, deleting: bool = False) -> Model:
@@ -332,7 +332,7 @@ class Front:
 
     async def _describe(self, name: str, send, echo) -> tuple[int, int, int, str]:
         body = json.dumps(await self.dialect.describe_body(self._get(name))).encode()
-        await _respond(send, 200, body, JSON, echo)
+        await respond(send, 200, body, JSON, echo)
         return 200, len(body), 0, name
 
     async def _unload(self, name: str, send, echo) -> tuple[int, int, int, str]:
@@ -341,7 +341,7 @@ class Front:
         model = self._get(name, deleting=True)
         await self._stop_model(model)
         body = json.dumps(self.dialect.unloaded_body(name)).encode()
-        await _respond(send, 200, body, JSON, echo)
+        await respond(send, 200, body, JSON, echo)
         return 200, len(body), 0, name
 
     async def _stop_model(self, model: Model) -> None:
