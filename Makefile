@@ -98,15 +98,16 @@ demo: venv-pytorch engine
 # With CI=true a missing engine fails instead of skipping.
 # ---------------------------------------------------------------------------
 # The shared suites. Hook-style families (PyTorch, MXNet) run them all; the TensorFlow family has no model_fn
-# hooks (its front converts or runs input_handler/output_handler), and the Neo family serves compiled artifacts
-# through BYOM functions or AWS's apps, so their own suites (F/tests) are their contract suites, beside the
-# core's unit tests and, on the host, the multi-model suite (TensorFlow: its refusal).
+# hooks (its front converts or runs input_handler/output_handler; its multi-model suite is its own,
+# tensorflow/tests/test_tensorflow_mme.py), and the Neo family serves compiled artifacts through BYOM functions or
+# AWS's apps, so their own suites (F/tests) are their contract suites, beside the core's unit tests and (Neo) the
+# multi-model suite.
 HOST_SUITES     ?= tests/unit tests/contract tests/robustness
 CONTRACT_SUITES ?= tests/contract
-HOST_SUITES_tensorflow     ?= tests/unit tests/contract/test_core_mme.py
+HOST_SUITES_tensorflow     ?= tests/unit
 CONTRACT_SUITES_tensorflow ?= tensorflow/tests
 HOST_SUITES_neo            ?= tests/unit tests/contract/test_core_mme.py
-CONTRACT_SUITES_neo        ?= neo/tests
+CONTRACT_SUITES_neo        ?= tests/contract/test_core_mme.py neo/tests
 .PHONY: test $(foreach f,$(FAMILIES),test-$(f) test-$(f)-host test-$(f)-container)
 test: $(addprefix test-,$(FAMILIES))
 
@@ -194,6 +195,16 @@ bench-neo:
 	.venv/peer-neo/bin/python -m pip install -q -r bench/peer_neo/requirements.txt
 	.venv/peer-neo/bin/python neo/venv-setup.py  # DLR telemetry off before anything imports dlr
 	touch $@
+
+# ---------------------------------------------------------------------------
+# Multi-model endpoints (bench/run_mme.py, docs/benchmarks.md): smserve's MXNet family in MME mode vs the AWS
+# MXNet toolkit on Multi Model Server in MME mode (.venv/peer-mxnet, the peer of bench-mxnet), same run: load
+# time, invoke req/s and p99 over 10 loaded models at 1/8 connections, memory per idle model, and 30 models
+# cycling through room for 10. Knobs: BENCH_DURATION, BENCH_WARMUP, BENCH_SERVERS, BENCH_MME_CYCLE. Not a CI gate.
+# ---------------------------------------------------------------------------
+.PHONY: bench-mme
+bench-mme:
+	python3 bench/run_mme.py
 
 # ---------------------------------------------------------------------------
 # TensorFlow family benchmark (bench/run_tensorflow.py): half_plus_three and a dense MLP 64-256-256-10

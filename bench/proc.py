@@ -98,3 +98,22 @@ def time_calls(call, n):
     samples.sort()
     q = lambda p: samples[min(len(samples) - 1, int(p * len(samples)))]  # noqa: E731
     return {"p50_us": q(0.5), "p90_us": q(0.9), "p99_us": q(0.99), "mean_us": statistics.mean(samples), "n": n}
+
+
+def remove_mms_leftovers():
+    """MMS leaves its pid file and worker sockets in /tmp, and a later MMS refuses to start beside the pid file:
+    remove them once no MMS runs any more."""
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    if b"com.amazonaws.ml.mms.ModelServer" in f.read():
+                        return
+            except OSError:
+                continue
+    for name in os.listdir("/tmp"):
+        if name.startswith((".mms.sock", ".model_server.pid")):
+            try:
+                os.unlink(os.path.join("/tmp", name))
+            except OSError:
+                pass

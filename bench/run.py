@@ -32,7 +32,8 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
 sys.path.insert(0, BENCH)
-from proc import envlist, free_port, log, machine_busy_s, procs_cpu_s, session_pids  # noqa: E402
+from proc import (envlist, free_port, log, machine_busy_s, procs_cpu_s, remove_mms_leftovers,  # noqa: E402
+                  session_pids)
 PEER_VENV = os.path.join(ROOT, ".venv", "peer-mms")
 SMSERVE_VENV = os.path.join(ROOT, ".venv", "pytorch")
 LUA = os.path.join(BENCH, "wrk", "post.lua")
@@ -251,15 +252,8 @@ class Server:
         still = session_pids(self.sid)
         if still:
             raise RuntimeError("processes of %s survive SIGKILL: %s" % (self.server, still))
-        if self.server == "peer" and not any("com.amazonaws.ml.mms.ModelServer" in cmdline(int(d))
-                                             for d in os.listdir("/proc") if d.isdigit()):
-            # MMS leaves its pid file and worker sockets in /tmp; remove them when no MMS runs any more.
-            for f in os.listdir("/tmp"):
-                if f.startswith((".mms.sock", ".model_server.pid")):
-                    try:
-                        os.unlink(os.path.join("/tmp", f))
-                    except OSError:
-                        pass
+        if self.server == "peer":
+            remove_mms_leftovers()
         self.log_file.close()
         return info
 
